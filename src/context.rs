@@ -1,0 +1,669 @@
+//! The GPU context: adapter, device, queue, limits, the pipeline cache, and the [`Recorder`]
+//! that turns a sequence of kernel dispatches into one command submission.
+//!
+//! Every public operation of metalcore records its dispatches into a [`Recorder`] and submits it
+//! once through [`Context::submit`]. Per-dispatch parameters are packed into one uniform buffer
+//! per submission and addressed with dynamic offsets. The context counts submissions and
+//! read-backs ([`Context::stats`]) so that tests can prove an operation is one submission with no
+//! read-back inside it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result, Shape};
+
+/// Submissions and read-backs made through a [`Context`] since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Command buffers submitted to the queue by metalcore operations (read-backs excluded).
+    pub submissions: u64,
+    /// Buffers mapped and read back to the host.
+    pub readbacks: u64,
+}
+
+/// Which limits the context asks of the adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsPolicy {
+    /// Everything the adapter offers (default): larger storage bindings, more workgroup memory.
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (16 KiB workgroup storage, 256 invocations, 128 MiB storage
+    /// bindings), to check that the portable kernel variants are chosen when that is all there is.
+    WebGpuDefaults,
+}
+
+/// Options for [`Context::with_options`].
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Which limits to request.
+    pub limits: LimitsPolicy,
+}
+
+/// A WGSL kernel family: one file under `wgsl/`, compiled in.
+#[derive(Debug)]
+pub(crate) struct KernelSource {
+    /// The file's stem, e.g. `"gemm"`; also the label of its shader module.
+    pub name: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+}
+
+/// How a kernel's storage binding is accessed, in binding order (binding 0 is always the
+/// uniform parameter block, storage bindings start at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    Read,
+    ReadWrite,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+    bindings: Vec<Access>,
+}
+
+/// A cached pipeline and the layout its bind groups are built against.
+struct CachedPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// The GPU context: owns the device and queue, and caches pipelines.
+///
+/// Create one per program (or share your own device with [`Context::from_wgpu`]) and pass it to
+/// every operation. It is `Send + Sync`.
+pub struct Context {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
+    submissions: AtomicU64,
+    readbacks: AtomicU64,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Creates a context on the best adapter found (blocking).
+    ///
+    /// A hardware adapter is preferred (high performance unless `WGPU_POWER_PREF=low`), with a
+    /// software one (lavapipe, llvmpipe, WARP) as fallback. `WGPU_BACKEND` restricts the backends
+    /// (`vulkan`, `gl`, `metal`, `dx12`, comma-separated), `WGPU_ADAPTER_NAME` picks an adapter
+    /// whose name contains the given text. No adapter: [`Error::NoAdapter`].
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Async twin of [`Context::new`], for callers with their own executor.
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(ContextOptions::default()).await
+    }
+
+    /// Creates a context with explicit [`ContextOptions`] (blocking).
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// Async twin of [`Context::with_options`].
+    pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pick_adapter(&instance, backends).await?;
+        let info = adapter.get_info();
+        let limits = match options.limits {
+            LimitsPolicy::Adapter => adapter.limits(),
+            LimitsPolicy::WebGpuDefaults => {
+                wgpu::Limits::default().using_resolution(adapter.limits())
+            }
+        };
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("metalcore"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: format!("{} ({:?})", info.name, info.backend),
+                message: e.to_string(),
+            })?;
+        Ok(Self::assemble(device, queue, info))
+    }
+
+    /// Wraps a device and queue the caller already has, so a program can share its device with
+    /// metalcore. `info` describes the adapter the device came from (`adapter.get_info()`).
+    /// The device's own limits and features are used as they are.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        Self::assemble(device, queue, info)
+    }
+
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let limits = device.limits();
+        let features = device.features();
+        Self {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            submissions: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// One line naming the adapter, its backend and device type.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The optional features metalcore enabled (timestamp queries, subgroups) where present.
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    /// Submissions and read-backs so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            submissions: self.submissions.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Largest number of f32 elements one buffer (one matrix or batch) may hold on this device.
+    pub fn max_elements(&self) -> u64 {
+        let bytes = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        bytes / 4
+    }
+
+    /// Checks that a buffer of `elements` f32 fits one storage binding.
+    pub(crate) fn check_elements(
+        &self,
+        op: &'static str,
+        elements: u64,
+        shape: Shape,
+    ) -> Result<()> {
+        let limit = self.max_elements();
+        if elements > limit {
+            return Err(Error::TooLarge {
+                op,
+                what: "a storage buffer (bytes)",
+                needed: elements * 4,
+                limit: limit * 4,
+                shape,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a kernel variant needing this much workgroup memory and these many invocations fits.
+    #[allow(dead_code)] // used by the trsm and batched paths
+    pub(crate) fn fits_workgroup(&self, storage_bytes: u32, invocations: u32) -> bool {
+        storage_bytes <= self.limits.max_compute_workgroup_storage_size
+            && invocations <= self.limits.max_compute_invocations_per_workgroup
+    }
+
+    /// Starts recording the dispatches of one operation.
+    pub(crate) fn recorder(&self, op: &'static str) -> Recorder {
+        Recorder {
+            op,
+            commands: Vec::new(),
+            params: Vec::new(),
+            align: self.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
+        }
+    }
+
+    fn module(&self, kernel: &KernelSource) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules
+            .entry(kernel.name)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.name),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                    })
+            })
+            .clone()
+    }
+
+    fn pipeline(
+        &self,
+        kernel: &KernelSource,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        bindings: &[Access],
+    ) -> Arc<CachedPipeline> {
+        let key = PipelineKey {
+            kernel: kernel.name,
+            entry,
+            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+            bindings: bindings.to_vec(),
+        };
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return p.clone();
+        }
+        let module = self.module(kernel);
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *access == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.name),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        let cached = Arc::new(CachedPipeline { pipeline, layout });
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, cached.clone());
+        cached
+    }
+
+    /// Creates a storage buffer for `elements` f32 values (at least one, as wgpu binds no empty
+    /// buffer).
+    pub(crate) fn storage_buffer(&self, label: &str, elements: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: elements.max(1) * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Records the commands into one encoder and submits them once. Validation errors raised by
+    /// wgpu while recording are returned as [`Error::Gpu`] naming the operation.
+    pub(crate) fn submit(&self, rec: Recorder) -> Result<()> {
+        if rec.commands.is_empty() {
+            return Ok(());
+        }
+        let op = rec.op;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("metalcore params"),
+            size: (rec.params.len().max(256)) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !rec.params.is_empty() {
+            self.queue.write_buffer(&uniform, 0, &rec.params);
+        }
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        let mut i = 0;
+        while i < rec.commands.len() {
+            match &rec.commands[i] {
+                Command::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => {
+                    encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
+                    i += 1;
+                }
+                Command::Dispatch(_) => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(op),
+                        timestamp_writes: None,
+                    });
+                    while let Some(Command::Dispatch(d)) = rec.commands.get(i) {
+                        let mut entries = vec![wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &uniform,
+                                offset: 0,
+                                size: wgpu::BufferSize::new(d.params_size),
+                            }),
+                        }];
+                        for (b, buffer) in d.buffers.iter().enumerate() {
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: b as u32 + 1,
+                                resource: buffer.as_entire_binding(),
+                            });
+                        }
+                        let bind_group =
+                            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: Some(d.entry),
+                                layout: &d.pipeline.layout,
+                                entries: &entries,
+                            });
+                        pass.set_pipeline(&d.pipeline.pipeline);
+                        pass.set_bind_group(0, &bind_group, &[d.params_offset]);
+                        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                op,
+                message: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies `elements` f32 values starting at element `offset` of `buffer` back to the host
+    /// (blocking).
+    pub(crate) fn read_buffer(
+        &self,
+        what: &'static str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        elements: u64,
+    ) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_buffer_async(what, buffer, offset, elements))
+    }
+
+    /// Async twin of [`Context::read_buffer`].
+    pub(crate) async fn read_buffer_async(
+        &self,
+        what: &'static str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        elements: u64,
+    ) -> Result<Vec<f32>> {
+        if elements == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = elements * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("metalcore read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(what) });
+        encoder.copy_buffer_to_buffer(buffer, offset * 4, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::ReadBack {
+                what,
+                message: e.to_string(),
+            })?;
+        rx.await
+            .map_err(|e| Error::ReadBack {
+                what,
+                message: e.to_string(),
+            })?
+            .map_err(|e| Error::ReadBack {
+                what,
+                message: e.to_string(),
+            })?;
+        let data = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
+                what,
+                message: e.to_string(),
+            })?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Blocks until every submitted command has finished (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu {
+                op: "synchronize",
+                message: e.to_string(),
+            })
+    }
+}
+
+async fn pick_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+) -> Result<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(backends).await;
+    let wanted_name = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .map(|s| s.to_lowercase());
+    let low_power = wgpu::PowerPreference::from_env() == Some(wgpu::PowerPreference::LowPower);
+    let rank = |a: &wgpu::Adapter| {
+        use wgpu::DeviceType::*;
+        let t = a.get_info().device_type;
+        match (t, low_power) {
+            (DiscreteGpu, false) | (IntegratedGpu, true) => 0,
+            (IntegratedGpu, false) | (DiscreteGpu, true) => 1,
+            (VirtualGpu, _) | (Other, _) => 2,
+            (Cpu, _) => 3,
+        }
+    };
+    let mut candidates: Vec<wgpu::Adapter> = adapters
+        .into_iter()
+        .filter(|a| {
+            wanted_name
+                .as_ref()
+                .is_none_or(|n| a.get_info().name.to_lowercase().contains(n))
+        })
+        .collect();
+    // Stable sort: among equals, keep wgpu's order (Vulkan before GL).
+    candidates.sort_by_key(|a| rank(a));
+    candidates
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NoAdapter {
+            tried: format!(
+                "backends {:?}{}{}",
+                backends,
+                std::env::var("WGPU_BACKEND")
+                    .map(|v| format!(" (WGPU_BACKEND={v})"))
+                    .unwrap_or_default(),
+                wanted_name
+                    .map(|n| format!(", adapter name containing {n:?} (WGPU_ADAPTER_NAME)"))
+                    .unwrap_or_default()
+            ),
+        })
+}
+
+pub(crate) enum Command {
+    Dispatch(Dispatch),
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    },
+}
+
+pub(crate) struct Dispatch {
+    pipeline: Arc<CachedPipeline>,
+    entry: &'static str,
+    params_offset: u32,
+    params_size: u64,
+    buffers: Vec<wgpu::Buffer>,
+    groups: [u32; 3],
+}
+
+/// Records the dispatches and copies of one operation; submitted once by [`Context::submit`].
+pub(crate) struct Recorder {
+    pub op: &'static str,
+    commands: Vec<Command>,
+    params: Vec<u8>,
+    align: usize,
+}
+
+impl Recorder {
+    /// Records one dispatch of `entry` in `kernel`, specialised by `constants`, with `params` as
+    /// its uniform block (binding 0) and `buffers` as storage bindings 1, 2, ….
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        ctx: &Context,
+        kernel: &KernelSource,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        params: &P,
+        buffers: &[(&wgpu::Buffer, Access)],
+        groups: [u32; 3],
+    ) {
+        if groups.contains(&0) {
+            return;
+        }
+        let access: Vec<Access> = buffers.iter().map(|b| b.1).collect();
+        let pipeline = ctx.pipeline(kernel, entry, constants, &access);
+        let offset = self.params.len().div_ceil(self.align) * self.align;
+        self.params.resize(offset, 0);
+        let bytes = bytemuck::bytes_of(params);
+        self.params.extend_from_slice(bytes);
+        let size = bytes.len().div_ceil(16) * 16;
+        self.params.resize(offset + size, 0);
+        self.commands.push(Command::Dispatch(Dispatch {
+            pipeline,
+            entry,
+            params_offset: offset as u32,
+            params_size: size as u64,
+            buffers: buffers.iter().map(|b| b.0.clone()).collect(),
+            groups,
+        }));
+    }
+
+    /// Records a copy of `elements` f32 between buffers (element offsets).
+    pub fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        elements: u64,
+    ) {
+        if elements == 0 {
+            return;
+        }
+        self.commands.push(Command::Copy {
+            src: src.clone(),
+            src_offset: src_offset * 4,
+            dst: dst.clone(),
+            dst_offset: dst_offset * 4,
+            bytes: elements * 4,
+        });
+    }
+}
+
+/// Splits `groups` workgroups into a 2-D grid within the per-dimension limit; kernels recover
+/// the linear index as `wid.x + wid.y * nwg.x` and skip indices past their count.
+pub(crate) fn grid(ctx: &Context, groups: u32) -> [u32; 3] {
+    let max = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+    if groups <= max {
+        [groups, 1, 1]
+    } else {
+        let y = groups.div_ceil(max);
+        [groups.div_ceil(y), y, 1]
+    }
+}

@@ -1,0 +1,42 @@
+//! One Rust file per WGSL kernel family (`wgsl/<name>.wgsl` ↔ `src/kernels/<name>.rs`): the
+//! kernel's source, its parameter block (a `bytemuck::Pod` struct laid out as the WGSL `Params`),
+//! and `record` functions that add its dispatches to a [`Recorder`](crate::context::Recorder).
+//!
+//! Nothing here validates: the public operations in `linalg` check shapes and limits first.
+
+pub(crate) mod gemm;
+pub(crate) mod householder;
+pub(crate) mod norms;
+
+use crate::context::KernelSource;
+
+/// Every kernel family compiled into the crate (the portability test checks the `wgsl/` folder
+/// against this list).
+pub(crate) const ALL: &[&KernelSource] = &[&gemm::SOURCE, &householder::SOURCE, &norms::SOURCE];
+
+/// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u32,
+    pub ld: u32,
+}
+
+impl<'a> View<'a> {
+    pub fn new(buffer: &'a wgpu::Buffer, offset: usize, ld: usize) -> Self {
+        Self {
+            buffer,
+            offset: offset as u32,
+            ld: ld as u32,
+        }
+    }
+
+    /// The view shifted to start at (i, j).
+    #[allow(dead_code)] // used by the trsm and batched paths
+    pub fn at(self, i: usize, j: usize) -> Self {
+        Self {
+            offset: self.offset + i as u32 + j as u32 * self.ld,
+            ..self
+        }
+    }
+}

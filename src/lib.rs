@@ -1,0 +1,40 @@
+//! # metalcore
+//!
+//! Portable GPU linear-algebra primitives: triangular solve, Householder QR in compact-WY form,
+//! batched QR for many small matrices, and least squares built on them. The kernels are WGSL
+//! (`wgsl/`, one file per kernel family) run through [wgpu], so the same code runs on Metal,
+//! Vulkan, DX12 and GL, and on software adapters (lavapipe, llvmpipe) without a GPU.
+//!
+//! Matrices are column-major f32 ([`GpuMatrix`], [`GpuBatch`]); every operation records its
+//! work into one command submission and leaves results on the GPU until you read them.
+//!
+//! ```no_run
+//! use metalcore::{Context, GpuMatrix};
+//! # fn main() -> metalcore::Result<()> {
+//! let ctx = Context::new()?;
+//! let a = GpuMatrix::from_row_major(&ctx, 2, 2, &[3.0, 0.0, 4.0, 1e-30])?;
+//! let norms = metalcore::column_norms(&ctx, &a)?.to_col_major(&ctx)?;
+//! assert!((norms[0] - 5.0).abs() < 1e-6);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod error;
+pub(crate) mod kernels;
+pub mod linalg;
+pub mod matrix;
+
+pub use context::{Context, ContextOptions, LimitsPolicy, Stats};
+pub use error::{Error, Result, Shape};
+pub use linalg::blas::{column_norms, gemm, matmul};
+pub use linalg::householder::{geqr2, larfb, larft};
+pub use linalg::qr::{geqrf, qr, qr_with, Qr, QrFactors, QrMode, QrOptions};
+pub use matrix::{GpuBatch, GpuMatrix};
+
+/// The WGSL source of every kernel family, as `(name, source)`: what the portability test
+/// translates to MSL, HLSL, SPIR-V and GLSL.
+pub fn kernel_sources() -> Vec<(&'static str, &'static str)> {
+    kernels::ALL.iter().map(|k| (k.name, k.source)).collect()
+}

@@ -1,0 +1,591 @@
+//! Blocked Householder QR in compact-WY form (LAPACK `sgeqrf`), forming Q (`sorgqr`) and
+//! applying Q or Qᵀ without forming it (`sormqr`).
+//!
+//! For each panel of `nb` columns starting at column j0:
+//! 1. `geqr2`: one workgroup factors the (m-j0)×nb panel in place (one launch per panel);
+//! 2. `larft`: V is written out explicitly, S = VᵀV by GEMM, and T (nb×nb, upper triangular,
+//!    H_{j0}…H_{j0+nb-1} = I - V T Vᵀ) built from S and tau on the GPU;
+//! 3. `larfb`: the trailing columns get C ← (I - V Tᵀ Vᵀ) C as three GEMMs:
+//!    W = VᵀC, W = TᵀW, C = C - V W.
+//!
+//! All panels, T builds and trailing updates, and forming Q or R, are recorded into one
+//! submission. Every routine here is batched (matrix b at `b * stride`), so the batched QR path
+//! for matrices too large for one workgroup runs the same code.
+//!
+//! Block size rule: `nb = min(k, 32)` with k = min(m, n), unless [`QrOptions::block_size`] says
+//! otherwise. 32 columns keep the panel's sequential part short while the GEMM updates, which do
+//! most of the flops, get a K dimension of 32.
+
+use crate::context::{Context, Recorder};
+use crate::error::{Error, Result, Shape};
+use crate::kernels::gemm::Gemm;
+use crate::kernels::householder::{self as hh, Mats};
+use crate::linalg::non_empty;
+use crate::matrix::GpuMatrix;
+
+/// Default panel width (see the module docs).
+pub const DEFAULT_BLOCK_SIZE: usize = 32;
+
+/// What [`qr`] returns, as `torch.linalg.qr`'s `mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QrMode {
+    /// Q is m×k, R is k×n, with k = min(m, n).
+    #[default]
+    Reduced,
+    /// Q is m×m, R is m×n.
+    Complete,
+    /// R only (k×n); no Q is formed.
+    R,
+}
+
+/// Tuning for the blocked factorization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QrOptions {
+    /// Panel width nb; `None` picks `min(min(m, n), 32)`.
+    pub block_size: Option<usize>,
+}
+
+/// The shape of a blocked factorization: sizes, panel width, and where its pieces live.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub nb: usize,
+    pub batch: usize,
+}
+
+impl Plan {
+    pub fn new(m: usize, n: usize, batch: usize, block_size: Option<usize>) -> Self {
+        let k = m.min(n);
+        let nb = block_size.unwrap_or(DEFAULT_BLOCK_SIZE).clamp(1, k.max(1));
+        Self { m, n, k, nb, batch }
+    }
+
+    pub fn panels(&self) -> usize {
+        self.k.div_ceil(self.nb)
+    }
+
+    /// (j0, width) of every panel.
+    pub fn panel_iter(&self) -> Vec<(usize, usize)> {
+        (0..self.panels())
+            .map(|p| (p * self.nb, self.nb.min(self.k - p * self.nb)))
+            .collect()
+    }
+}
+
+/// Workspace for V, S and the two GEMM intermediates, sized for C operands of up to `wcols`
+/// columns, reused by every panel (wgpu orders the dispatches that share a buffer). Four buffers,
+/// because a GEMM's output may not share a buffer with its inputs.
+pub(crate) struct Workspace {
+    v: wgpu::Buffer,
+    s: wgpu::Buffer,
+    w1: wgpu::Buffer,
+    w2: wgpu::Buffer,
+    wcols: usize,
+}
+
+impl Workspace {
+    pub fn new(ctx: &Context, op: &'static str, plan: &Plan, wcols: usize) -> Result<Self> {
+        let nb = plan.nb as u64;
+        let wcols = wcols.max(1);
+        let batch = plan.batch as u64;
+        let shape = Shape::batch(plan.batch, plan.m, plan.n);
+        let make = |elements: u64| -> Result<wgpu::Buffer> {
+            ctx.check_elements(op, elements * batch, shape)?;
+            Ok(ctx.storage_buffer("metalcore workspace", elements * batch))
+        };
+        Ok(Self {
+            v: make(plan.m as u64 * nb)?,
+            s: make(nb * nb)?,
+            w1: make(nb * wcols as u64)?,
+            w2: make(nb * wcols as u64)?,
+            wcols,
+        })
+    }
+
+    fn v(&self, plan: &Plan, rows: usize) -> Mats<'_> {
+        Mats::new(&self.v, 0, rows, plan.m * plan.nb)
+    }
+    fn s(&self, plan: &Plan) -> Mats<'_> {
+        Mats::new(&self.s, 0, plan.nb, plan.nb * plan.nb)
+    }
+    fn w1(&self, plan: &Plan) -> Mats<'_> {
+        Mats::new(&self.w1, 0, plan.nb, plan.nb * self.wcols)
+    }
+    fn w2(&self, plan: &Plan) -> Mats<'_> {
+        Mats::new(&self.w2, 0, plan.nb, plan.nb * self.wcols)
+    }
+}
+
+/// Views of the GEMM operands for a batch: A, B, C each with its own stride.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    rec: &mut Recorder,
+    ctx: &Context,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: Mats,
+    trans_a: bool,
+    b: Mats,
+    trans_b: bool,
+    beta: f32,
+    c: Mats,
+) {
+    Gemm::new(
+        m,
+        n,
+        k,
+        alpha,
+        a.view(),
+        trans_a,
+        b.view(),
+        trans_b,
+        beta,
+        c.view(),
+    )
+    .batched(batch, [a.stride, b.stride, c.stride])
+    .record(rec, ctx);
+}
+
+/// Applies the block reflector of the panel at `j0` (width w) to rows j0.. of C (`nc` columns):
+/// C ← (I - V op(T) Vᵀ) C, where op(T) = Tᵀ when `trans` (applying Hᵀ) and T otherwise.
+/// V must already be in the workspace.
+#[allow(clippy::too_many_arguments)]
+fn larfb_panel(
+    rec: &mut Recorder,
+    ctx: &Context,
+    plan: &Plan,
+    ws: &Workspace,
+    j0: usize,
+    w: usize,
+    t: Mats,
+    trans: bool,
+    c: Mats,
+    nc: usize,
+) {
+    if nc == 0 {
+        return;
+    }
+    let rows = plan.m - j0;
+    let v = ws.v(plan, rows);
+    let c = c.at(j0, 0);
+    let mut done = 0;
+    while done < nc {
+        let cols = (nc - done).min(ws.wcols);
+        let cc = c.at(0, done);
+        gemm(
+            rec,
+            ctx,
+            plan.batch,
+            w,
+            cols,
+            rows,
+            1.0,
+            v,
+            true,
+            cc,
+            false,
+            0.0,
+            ws.w1(plan),
+        );
+        gemm(
+            rec,
+            ctx,
+            plan.batch,
+            w,
+            cols,
+            w,
+            1.0,
+            t,
+            trans,
+            ws.w1(plan),
+            false,
+            0.0,
+            ws.w2(plan),
+        );
+        gemm(
+            rec,
+            ctx,
+            plan.batch,
+            rows,
+            cols,
+            w,
+            -1.0,
+            v,
+            false,
+            ws.w2(plan),
+            false,
+            1.0,
+            cc,
+        );
+        done += cols;
+    }
+}
+
+/// T block of panel p.
+fn t_block<'a>(t: Mats<'a>, plan: &Plan, p: usize) -> Mats<'a> {
+    Mats::new(
+        t.buffer,
+        t.offset + p * plan.nb * plan.nb,
+        plan.nb,
+        t.stride,
+    )
+}
+
+/// Records the blocked factorization of the matrices in `a` (in place) into `tau` (k per
+/// matrix) and `t` (the T block of every panel, nb×nb each, one after another).
+pub(crate) fn record_geqrf(
+    rec: &mut Recorder,
+    ctx: &Context,
+    plan: &Plan,
+    ws: &Workspace,
+    a: Mats,
+    tau: Mats,
+    t: Mats,
+) {
+    for (p, (j0, w)) in plan.panel_iter().into_iter().enumerate() {
+        hh::panel(rec, ctx, plan.m, j0, w, w, a, tau, plan.batch);
+        let trailing = plan.n - j0 - w;
+        let rows = plan.m - j0;
+        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+        let v = ws.v(plan, rows);
+        gemm(
+            rec,
+            ctx,
+            plan.batch,
+            w,
+            w,
+            rows,
+            1.0,
+            v,
+            true,
+            v,
+            false,
+            0.0,
+            ws.s(plan),
+        );
+        let tp = t_block(t, plan, p);
+        let tau_p = Mats::new(tau.buffer, tau.offset + j0, 1, tau.stride);
+        hh::larft(rec, ctx, w, ws.s(plan), tau_p, tp, plan.batch);
+        if trailing > 0 {
+            larfb_panel(
+                rec,
+                ctx,
+                plan,
+                ws,
+                j0,
+                w,
+                tp,
+                true,
+                a.at(0, j0 + w),
+                trailing,
+            );
+        }
+    }
+}
+
+/// Records C ← Qᵀ C (`trans`) or C ← Q C for the m×nc matrices in `c`, with Q held as
+/// reflectors in `a` and T blocks in `t` (from [`record_geqrf`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_apply_q(
+    rec: &mut Recorder,
+    ctx: &Context,
+    plan: &Plan,
+    ws: &Workspace,
+    a: Mats,
+    t: Mats,
+    c: Mats,
+    nc: usize,
+    trans: bool,
+) {
+    let panels: Vec<(usize, (usize, usize))> = plan.panel_iter().into_iter().enumerate().collect();
+    let mut apply = |p: usize, j0: usize, w: usize| {
+        let rows = plan.m - j0;
+        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+        larfb_panel(rec, ctx, plan, ws, j0, w, t_block(t, plan, p), trans, c, nc);
+    };
+    if trans {
+        for &(p, (j0, w)) in &panels {
+            apply(p, j0, w);
+        }
+    } else {
+        for &(p, (j0, w)) in panels.iter().rev() {
+            apply(p, j0, w);
+        }
+    }
+}
+
+/// Records Q (m×qcols, the first qcols columns of H_0…H_{k-1}) into `q` (sorgqr): identity,
+/// then the panels applied last to first, each to the columns from its own start.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_orgqr(
+    rec: &mut Recorder,
+    ctx: &Context,
+    plan: &Plan,
+    ws: &Workspace,
+    a: Mats,
+    t: Mats,
+    q: Mats,
+    qcols: usize,
+) {
+    hh::identity(rec, ctx, plan.m, qcols, q, plan.batch);
+    for (p, (j0, w)) in plan.panel_iter().into_iter().enumerate().rev() {
+        if j0 >= qcols {
+            continue;
+        }
+        let rows = plan.m - j0;
+        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+        larfb_panel(
+            rec,
+            ctx,
+            plan,
+            ws,
+            j0,
+            w,
+            t_block(t, plan, p),
+            false,
+            q.at(0, j0),
+            qcols - j0,
+        );
+    }
+}
+
+/// A blocked QR factorization held on the GPU (LAPACK `sgeqrf` output plus the T blocks).
+///
+/// - `rv`: m×n. R on and above the diagonal; below it, reflector c's vector v (its implicit 1 at
+///   row c is not stored), as LAPACK stores them.
+/// - `tau`: k×1, H_c = I - tau_c v_c v_cᵀ, Q = H_0 H_1 … H_{k-1}, k = min(m, n).
+/// - `t`: nb × (panels·nb): the upper-triangular T of each panel side by side, so that the
+///   panel's H_{j0} … H_{j0+w-1} = I - V T Vᵀ.
+#[derive(Debug)]
+pub struct QrFactors {
+    /// R and the reflectors (see the type's docs).
+    pub rv: GpuMatrix,
+    /// The scalar factors of the reflectors, k×1.
+    pub tau: GpuMatrix,
+    /// The T blocks of the panels, nb × (panels·nb).
+    pub t: GpuMatrix,
+    /// Panel width used.
+    pub block_size: usize,
+}
+
+impl QrFactors {
+    pub(crate) fn plan(&self) -> Plan {
+        Plan::new(self.rv.rows(), self.rv.cols(), 1, Some(self.block_size))
+    }
+
+    fn mats(&self) -> (Mats<'_>, Mats<'_>) {
+        let plan = self.plan();
+        (
+            Mats::new(&self.rv.buffer, 0, plan.m, 0),
+            Mats::new(&self.t.buffer, 0, plan.nb, 0),
+        )
+    }
+
+    /// R: k×n (`complete = false`) or m×n (`complete = true`), zeros below the diagonal.
+    pub fn r(&self, ctx: &Context, complete: bool) -> Result<GpuMatrix> {
+        let plan = self.plan();
+        let rows = if complete { plan.m } else { plan.k };
+        let r = GpuMatrix::uninit(ctx, "QrFactors::r", rows, plan.n)?;
+        let mut rec = ctx.recorder("QrFactors::r");
+        let (a, _) = self.mats();
+        hh::extract_r(
+            &mut rec,
+            ctx,
+            plan.m,
+            a,
+            rows,
+            plan.n,
+            Mats::new(&r.buffer, 0, rows, 0),
+            1,
+        );
+        ctx.submit(rec)?;
+        Ok(r)
+    }
+
+    /// Q: m×k (`complete = false`) or m×m (`complete = true`), formed on the GPU (sorgqr).
+    pub fn q(&self, ctx: &Context, complete: bool) -> Result<GpuMatrix> {
+        const OP: &str = "QrFactors::q";
+        let plan = self.plan();
+        let cols = if complete { plan.m } else { plan.k };
+        let q = GpuMatrix::uninit(ctx, OP, plan.m, cols)?;
+        let ws = Workspace::new(ctx, OP, &plan, cols)?;
+        let mut rec = ctx.recorder(OP);
+        let (a, t) = self.mats();
+        record_orgqr(
+            &mut rec,
+            ctx,
+            &plan,
+            &ws,
+            a,
+            t,
+            Mats::new(&q.buffer, 0, plan.m, 0),
+            cols,
+        );
+        ctx.submit(rec)?;
+        Ok(q)
+    }
+
+    /// C ← Qᵀ C in place (LAPACK `sormqr`, side = left, trans = T), without forming Q.
+    /// C must have m rows.
+    pub fn apply_qt(&self, ctx: &Context, c: &mut GpuMatrix) -> Result<()> {
+        self.apply(ctx, c, true, "QrFactors::apply_qt")
+    }
+
+    /// C ← Q C in place (LAPACK `sormqr`, side = left, trans = N), without forming Q.
+    pub fn apply_q(&self, ctx: &Context, c: &mut GpuMatrix) -> Result<()> {
+        self.apply(ctx, c, false, "QrFactors::apply_q")
+    }
+
+    fn apply(&self, ctx: &Context, c: &mut GpuMatrix, trans: bool, op: &'static str) -> Result<()> {
+        let plan = self.plan();
+        if c.rows() != plan.m {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "C is {} but Q is {}×{}: C needs {} rows",
+                    c.shape_struct(),
+                    plan.m,
+                    plan.m,
+                    plan.m
+                ),
+            ));
+        }
+        non_empty(op, "c", c.shape_struct())?;
+        let ws = Workspace::new(ctx, op, &plan, c.cols().min(1024))?;
+        let mut rec = ctx.recorder(op);
+        let (a, t) = self.mats();
+        record_apply_q(
+            &mut rec,
+            ctx,
+            &plan,
+            &ws,
+            a,
+            t,
+            Mats::new(&c.buffer, 0, plan.m, 0),
+            c.cols(),
+            trans,
+        );
+        ctx.submit(rec)
+    }
+}
+
+fn check_input(op: &'static str, a: &GpuMatrix, options: &QrOptions) -> Result<()> {
+    non_empty(op, "a", a.shape_struct())?;
+    if options.block_size == Some(0) {
+        return Err(Error::shape(op, "block_size must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Allocates the factors of an m×n matrix and records its factorization (copy of A, then
+/// sgeqrf) into `rec`.
+fn factor_into(
+    rec: &mut Recorder,
+    ctx: &Context,
+    op: &'static str,
+    a: &GpuMatrix,
+    options: &QrOptions,
+    ws_cols: usize,
+) -> Result<(QrFactors, Workspace)> {
+    check_input(op, a, options)?;
+    let plan = Plan::new(a.rows(), a.cols(), 1, options.block_size);
+    let rv = GpuMatrix::uninit(ctx, op, plan.m, plan.n)?;
+    let tau = GpuMatrix::uninit(ctx, op, plan.k, 1)?;
+    let t = GpuMatrix::uninit(ctx, op, plan.nb, plan.panels() * plan.nb)?;
+    let ws = Workspace::new(ctx, op, &plan, ws_cols.max(plan.n))?;
+    rec.copy(&a.buffer, 0, &rv.buffer, 0, a.len() as u64);
+    record_geqrf(
+        rec,
+        ctx,
+        &plan,
+        &ws,
+        Mats::new(&rv.buffer, 0, plan.m, 0),
+        Mats::new(&tau.buffer, 0, 1, 0),
+        Mats::new(&t.buffer, 0, plan.nb, 0),
+    );
+    let factors = QrFactors {
+        rv,
+        tau,
+        t,
+        block_size: plan.nb,
+    };
+    Ok((factors, ws))
+}
+
+/// Blocked Householder QR factorization (LAPACK `sgeqrf`), one submission. `a` is not changed.
+pub fn geqrf(ctx: &Context, a: &GpuMatrix, options: &QrOptions) -> Result<QrFactors> {
+    const OP: &str = "geqrf";
+    let mut rec = ctx.recorder(OP);
+    let (factors, _ws) = factor_into(&mut rec, ctx, OP, a, options, 0)?;
+    ctx.submit(rec)?;
+    Ok(factors)
+}
+
+/// The result of [`qr`]: Q (absent in [`QrMode::R`]) and R.
+#[derive(Debug)]
+pub struct Qr {
+    /// m×k (reduced) or m×m (complete); `None` in mode R.
+    pub q: Option<GpuMatrix>,
+    /// k×n (reduced, R) or m×n (complete), upper triangular (trapezoidal when m < n), exact
+    /// zeros below the diagonal.
+    pub r: GpuMatrix,
+}
+
+/// QR decomposition A = Q R of any m×n matrix, as `torch.linalg.qr` with `mode`.
+///
+/// The factorization, forming Q and extracting R are recorded into one submission; nothing is
+/// read back. R's diagonal follows LAPACK's sign convention (it may be negative).
+pub fn qr(ctx: &Context, a: &GpuMatrix, mode: QrMode) -> Result<Qr> {
+    qr_with(ctx, a, mode, &QrOptions::default())
+}
+
+/// [`qr`] with explicit [`QrOptions`].
+pub fn qr_with(ctx: &Context, a: &GpuMatrix, mode: QrMode, options: &QrOptions) -> Result<Qr> {
+    const OP: &str = "qr";
+    let (m, n) = a.shape();
+    let k = m.min(n);
+    let (r_rows, q_cols) = match mode {
+        QrMode::Reduced => (k, Some(k)),
+        QrMode::Complete => (m, Some(m)),
+        QrMode::R => (k, None),
+    };
+    let mut rec = ctx.recorder(OP);
+    let (f, ws) = factor_into(&mut rec, ctx, OP, a, options, q_cols.unwrap_or(0))?;
+    let plan = f.plan();
+    let (fa, ft) = f.mats();
+    let r = GpuMatrix::uninit(ctx, OP, r_rows, n)?;
+    hh::extract_r(
+        &mut rec,
+        ctx,
+        m,
+        fa,
+        r_rows,
+        n,
+        Mats::new(&r.buffer, 0, r_rows, 0),
+        1,
+    );
+    let q = match q_cols {
+        Some(cols) => {
+            let q = GpuMatrix::uninit(ctx, OP, m, cols)?;
+            record_orgqr(
+                &mut rec,
+                ctx,
+                &plan,
+                &ws,
+                fa,
+                ft,
+                Mats::new(&q.buffer, 0, m, 0),
+                cols,
+            );
+            Some(q)
+        }
+        None => None,
+    };
+    ctx.submit(rec)?;
+    Ok(Qr { q, r })
+}

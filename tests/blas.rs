@@ -1,0 +1,177 @@
+//! Column norms and GEMM against f64 references.
+
+mod common;
+use common::*;
+use metalcore::{column_norms, gemm, matmul, GpuMatrix};
+
+fn norms_of(rows: usize, cols: usize, data: &[f32]) -> Vec<f32> {
+    let ctx = ctx();
+    let a = GpuMatrix::from_col_major(ctx, rows, cols, data).unwrap();
+    column_norms(ctx, &a).unwrap().to_col_major(ctx).unwrap()
+}
+
+fn ref_norms(rows: usize, cols: usize, data: &[f32]) -> Vec<f64> {
+    (0..cols)
+        .map(|j| {
+            data[j * rows..(j + 1) * rows]
+                .iter()
+                .map(|&x| (x as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+#[test]
+fn column_norms_match_f64_on_random_and_odd_sizes() {
+    let mut rng = Rng::new(1);
+    for &(rows, cols) in &[(1, 1), (7, 3), (33, 33), (257, 5), (1000, 2), (3, 70000)] {
+        let data = rng.normal_vec(rows * cols);
+        let got = norms_of(rows, cols, &data);
+        let want = ref_norms(rows, cols, &data);
+        // Scaled sum of squares: rows roundings of relative size ε, then a sqrt: rows·ε relative.
+        for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                ((g as f64) - w).abs() <= 2.0 * rows as f64 * EPS * w + f64::MIN_POSITIVE,
+                "{rows}×{cols} column {j}: got {g}, want {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn column_norms_do_not_overflow_or_underflow() {
+    // Squares of 1e30 overflow f32 and squares of 1e-30 underflow: snrm2 scales first.
+    for &scale in &[1e30f32, 1e-30, 5e37, 1e-37] {
+        let data = vec![3.0 * scale, 4.0 * scale, 0.0];
+        let got = norms_of(3, 1, &data)[0] as f64;
+        let want = 5.0 * scale as f64;
+        assert!(
+            ((got - want) / want).abs() < 4.0 * EPS,
+            "scale {scale:e}: got {got:e}, want {want:e}"
+        );
+    }
+}
+
+#[test]
+fn column_norms_of_zero_nan_and_inf_columns() {
+    let data = [0.0, 0.0, 1.0, f32::NAN, f32::INFINITY, 1.0, 2.0, 2.0];
+    let got = norms_of(2, 4, &data);
+    assert_eq!(got[0], 0.0);
+    assert!(got[1].is_nan(), "NaN column gave {}", got[1]);
+    assert_eq!(got[2], f32::INFINITY);
+    assert!((got[3] - 8f32.sqrt()).abs() < 4.0 * f32::EPSILON);
+}
+
+#[test]
+fn column_norms_reject_empty_input() {
+    let ctx = ctx();
+    let a = GpuMatrix::zeros(ctx, 0, 3).unwrap();
+    let e = column_norms(ctx, &a).unwrap_err().to_string();
+    assert!(e.contains("column_norms") && e.contains("0×3"), "{e}");
+}
+
+fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
+    let ctx = ctx();
+    let mut rng = Rng::new(seed);
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let a = rng.normal_vec(ar * ac);
+    let b = rng.normal_vec(br * bc);
+    let c0 = rng.normal_vec(m * n);
+    let ga = GpuMatrix::from_col_major(ctx, ar, ac, &a).unwrap();
+    let gb = GpuMatrix::from_col_major(ctx, br, bc, &b).unwrap();
+    let mut gc = GpuMatrix::from_col_major(ctx, m, n, &c0).unwrap();
+    gemm(ctx, 0.5, &ga, ta, &gb, tb, -2.0, &mut gc).unwrap();
+    let got = gc.to_col_major(ctx).unwrap();
+
+    let ma = Mat::from_f32(ar, ac, &a);
+    let mb = Mat::from_f32(br, bc, &b);
+    let opa = if ta { ma.t() } else { ma };
+    let opb = if tb { mb.t() } else { mb };
+    let ab = opa.matmul(&opb);
+    let abs = |x: &Mat| Mat {
+        data: x.data.iter().map(|v| v.abs()).collect(),
+        ..x.clone()
+    };
+    let bound = abs(&opa).matmul(&abs(&opb));
+    for j in 0..n {
+        for i in 0..m {
+            let want = 0.5 * ab[(i, j)] - 2.0 * c0[i + j * m] as f64;
+            let g = got[i + j * m] as f64;
+            // Dot product of length k in f32: |error| <= k·ε·(|A||B|)_ij, plus the rounding of
+            // the alpha/beta combination (a few ε of the terms' magnitudes).
+            let tol =
+                (k as f64 + 4.0) * EPS * (0.5 * bound[(i, j)] + 2.0 * (c0[i + j * m] as f64).abs());
+            assert!(
+                (g - want).abs() <= tol,
+                "gemm {m}×{n}×{k} ta={ta} tb={tb}: C[{i},{j}] got {g:e}, want {want:e}, tol {tol:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gemm_all_transposes_odd_sizes() {
+    let mut seed = 10;
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (7, 3, 5),
+        (33, 65, 17),
+        (127, 64, 130),
+        (64, 127, 1),
+        (3, 200, 257),
+    ] {
+        for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+            seed += 1;
+            check_gemm(m, n, k, ta, tb, seed);
+        }
+    }
+}
+
+#[test]
+fn gemm_with_zero_beta_overwrites_poisoned_output() {
+    let ctx = ctx();
+    let mut rng = Rng::new(5);
+    let (m, n, k) = (70, 67, 33);
+    let a = rng.normal_vec(m * k);
+    let b = rng.normal_vec(k * n);
+    let ga = GpuMatrix::from_col_major(ctx, m, k, &a).unwrap();
+    let gb = GpuMatrix::from_col_major(ctx, k, n, &b).unwrap();
+    let mut gc = GpuMatrix::filled(ctx, m, n, f32::NAN).unwrap();
+    gemm(ctx, 1.0, &ga, false, &gb, false, 0.0, &mut gc).unwrap();
+    let got = gc.to_col_major(ctx).unwrap();
+    let want = Mat::from_f32(m, k, &a).matmul(&Mat::from_f32(k, n, &b));
+    let scale = want.max_abs();
+    assert_close(
+        "gemm beta=0",
+        &got,
+        &want.data,
+        (k as f64) * EPS * 4.0,
+        scale,
+    );
+}
+
+#[test]
+fn matmul_rejects_mismatched_shapes_with_a_clear_error() {
+    let ctx = ctx();
+    let a = GpuMatrix::zeros(ctx, 3, 4).unwrap();
+    let b = GpuMatrix::zeros(ctx, 5, 2).unwrap();
+    let e = matmul(ctx, &a, false, &b, false).unwrap_err().to_string();
+    assert!(
+        e.contains("gemm") && e.contains("3×4") && e.contains("5×2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn one_submission_and_no_readback_per_operation() {
+    let ctx = metalcore::Context::new().unwrap();
+    let a = GpuMatrix::from_col_major(&ctx, 4, 4, &[1.0; 16]).unwrap();
+    let before = ctx.stats();
+    let c = matmul(&ctx, &a, false, &a, true).unwrap();
+    let _ = column_norms(&ctx, &c).unwrap();
+    let after = ctx.stats();
+    assert_eq!(after.submissions - before.submissions, 2);
+    assert_eq!(after.readbacks, before.readbacks);
+}

@@ -1,0 +1,155 @@
+//! Portability without a Mac: every `wgsl/*.wgsl` is parsed and validated by naga, then
+//! translated to MSL (Metal), HLSL (DX12), SPIR-V (Vulkan) and GLSL ES 3.1 (GL) for each of its
+//! entry points. Each kernel must also fit WebGPU's default limits (16 KiB of workgroup storage,
+//! 256 invocations per workgroup) with its override constants at their defaults; larger variants
+//! are chosen at run time only when the Context reports the limits for them.
+
+use std::path::PathBuf;
+
+use naga::back::{glsl, hlsl, msl, spv};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+const DEFAULT_WORKGROUP_STORAGE: u32 = 16 * 1024;
+const DEFAULT_INVOCATIONS: u32 = 256;
+
+fn wgsl_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wgsl");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("wgsl/ folder")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_wgsl_file_is_compiled_into_the_crate() {
+    let compiled: Vec<&str> = metalcore::kernel_sources().iter().map(|k| k.0).collect();
+    let on_disk: Vec<String> = wgsl_files()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for name in &on_disk {
+        assert!(
+            compiled.contains(&name.as_str()),
+            "wgsl/{name}.wgsl is not in kernels::ALL"
+        );
+    }
+    for name in &compiled {
+        assert!(
+            on_disk.iter().any(|n| n == name),
+            "kernel {name} has no wgsl/{name}.wgsl"
+        );
+    }
+    assert!(!on_disk.is_empty());
+}
+
+#[test]
+fn every_kernel_translates_to_msl_hlsl_spirv_glsl_and_fits_default_limits() {
+    let mut failures = Vec::new();
+    for path in wgsl_files() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let source = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = check_file(&name, &source) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn check_file(name: &str, source: &str) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| format!("{name}: WGSL parse: {}", e.emit_to_string(source)))?;
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+        .validate(&module)
+        .map_err(|e| format!("{name}: validation: {}", e.emit_to_string(source)))?;
+    let constants = Default::default();
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+            .map_err(|e| format!("{name}: overrides at their defaults: {e}"))?;
+    let (module, info) = (module.into_owned(), info.into_owned());
+
+    let storage: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+        .sum();
+    if storage > DEFAULT_WORKGROUP_STORAGE {
+        return Err(format!(
+            "{name}: {storage} bytes of workgroup storage at default overrides (WebGPU default limit {DEFAULT_WORKGROUP_STORAGE})"
+        ));
+    }
+    if module.entry_points.is_empty() {
+        return Err(format!("{name}: no entry point"));
+    }
+    for ep in &module.entry_points {
+        let inv: u32 = ep.workgroup_size.iter().product();
+        if inv > DEFAULT_INVOCATIONS {
+            return Err(format!(
+                "{name}: entry {} uses {inv} invocations per workgroup (WebGPU default limit {DEFAULT_INVOCATIONS})",
+                ep.name
+            ));
+        }
+    }
+
+    // Metal
+    let msl_options = msl::Options {
+        lang_version: (2, 4),
+        ..Default::default()
+    };
+    msl::write_string(
+        &module,
+        &info,
+        &msl_options,
+        &msl::PipelineOptions::default(),
+    )
+    .map_err(|e| format!("{name} -> MSL: {e}"))?;
+
+    // DX12
+    let mut hlsl_out = String::new();
+    let hlsl_options = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V6_0,
+        ..Default::default()
+    };
+    hlsl::Writer::new(
+        &mut hlsl_out,
+        &hlsl_options,
+        &hlsl::PipelineOptions::default(),
+    )
+    .write(&module, &info, None)
+    .map_err(|e| format!("{name} -> HLSL: {e}"))?;
+
+    // Vulkan
+    spv::write_vec(&module, &info, &spv::Options::default(), None)
+        .map_err(|e| format!("{name} -> SPIR-V: {e}"))?;
+
+    // GL: one entry point per translation.
+    for ep in &module.entry_points {
+        let mut glsl_out = String::new();
+        let options = glsl::Options {
+            version: glsl::Version::Embedded {
+                version: 310,
+                is_webgl: false,
+            },
+            ..Default::default()
+        };
+        let pipeline = glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: ep.name.clone(),
+            multiview: None,
+        };
+        glsl::Writer::new(
+            &mut glsl_out,
+            &module,
+            &info,
+            &options,
+            &pipeline,
+            naga::proc::BoundsCheckPolicies::default(),
+        )
+        .and_then(|mut w| w.write())
+        .map_err(|e| format!("{name} -> GLSL ES 3.1 (entry {}): {e}", ep.name))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Householder primitives (geqr2, larft, larfb) and blocked QR (qr, geqrf, orgqr, ormqr)
+//! against f64 references, with faer's float32 QR as the yardstick for the invariants.
+
+mod common;
+use common::*;
+use metalcore::{geqr2, geqrf, larfb, larft, qr, qr_with, GpuMatrix, QrMode, QrOptions};
+
+fn upload(m: &Mat) -> GpuMatrix {
+    let data: Vec<f32> = m.data.iter().map(|&x| x as f32).collect();
+    GpuMatrix::from_col_major(ctx(), m.rows, m.cols, &data).unwrap()
+}
+
+fn download(g: &GpuMatrix) -> Mat {
+    Mat::from_f32(g.rows(), g.cols(), &g.to_col_major(ctx()).unwrap())
+}
+
+fn random(rows: usize, cols: usize, seed: u64) -> Mat {
+    let mut rng = Rng::new(seed);
+    let data = rng.normal_vec(rows * cols);
+    Mat::from_f32(rows, cols, &data)
+}
+
+/// What float32 LAPACK-style QR (faer, f32) achieves on this matrix: (‖QR − A‖_F/‖A‖_F,
+/// max|QᵀQ − I|), both measured in f64.
+fn faer_f32_quality(a: &Mat) -> (f64, f64) {
+    let fa = faer::Mat::<f32>::from_fn(a.rows, a.cols, |i, j| a[(i, j)] as f32);
+    let f = fa.qr();
+    let q = f.compute_thin_Q();
+    let r = f.thin_R();
+    let q = Mat {
+        rows: q.nrows(),
+        cols: q.ncols(),
+        data: (0..q.ncols())
+            .flat_map(|j| (0..q.nrows()).map(move |i| (i, j)))
+            .map(|(i, j)| q[(i, j)] as f64)
+            .collect(),
+    };
+    let r = Mat {
+        rows: r.nrows(),
+        cols: r.ncols(),
+        data: (0..r.ncols())
+            .flat_map(|j| (0..r.nrows()).map(move |i| (i, j)))
+            .map(|(i, j)| r[(i, j)] as f64)
+            .collect(),
+    };
+    quality(a, &q, &r)
+}
+
+fn quality(a: &Mat, q: &Mat, r: &Mat) -> (f64, f64) {
+    let recon = q.matmul(r).sub(a).fro() / a.fro().max(f64::MIN_POSITIVE);
+    let orth = q.t().matmul(q).sub(&Mat::identity(q.cols)).max_abs();
+    (recon, orth)
+}
+
+/// GPU QR of `a` in `mode` with panel width `nb`; checks shapes, exact zeros below R's
+/// diagonal, and the two invariants against faer's float32 result on the same matrix.
+fn check_qr(name: &str, a: &Mat, mode: QrMode, nb: Option<usize>) {
+    let ctx = ctx();
+    let (m, n) = (a.rows, a.cols);
+    let k = m.min(n);
+    let res = qr_with(ctx, &upload(a), mode, &QrOptions { block_size: nb }).unwrap();
+    let r = download(&res.r);
+    let r_rows = if mode == QrMode::Complete { m } else { k };
+    assert_eq!((r.rows, r.cols), (r_rows, n), "{name}: R shape");
+    for j in 0..n {
+        for i in j + 1..r_rows {
+            assert_eq!(
+                r[(i, j)],
+                0.0,
+                "{name}: R[{i},{j}] below the diagonal is not zero"
+            );
+        }
+    }
+    let Some(q) = res.q else {
+        assert_eq!(mode, QrMode::R);
+        return;
+    };
+    let q = download(&q);
+    let q_cols = if mode == QrMode::Complete { m } else { k };
+    assert_eq!((q.rows, q.cols), (m, q_cols), "{name}: Q shape");
+    let (recon, orth) = quality(a, &q, &r);
+    let (f_recon, f_orth) = faer_f32_quality(a);
+    // Householder QR is backward stable: both errors are O(n·ε) in theory and a few ε·√n in
+    // practice. We accept up to 10× what faer's float32 QR reaches on the same matrix, with a
+    // floor of 10ε (faer can be lucky on tiny matrices): a wrong reflector or a missed update
+    // gives errors of order 1, far outside this.
+    let tol_recon = 10.0 * f_recon.max(EPS);
+    let tol_orth = 10.0 * f_orth.max(EPS);
+    assert!(
+        recon <= tol_recon,
+        "{name} {mode:?} nb={nb:?}: ‖QR−A‖/‖A‖ = {recon:e} > {tol_recon:e} (faer f32: {f_recon:e})"
+    );
+    assert!(
+        orth <= tol_orth,
+        "{name} {mode:?} nb={nb:?}: max|QᵀQ−I| = {orth:e} > {tol_orth:e} (faer f32: {f_orth:e})"
+    );
+}
+
+#[test]
+fn qr_reduced_on_odd_shapes_and_block_sizes() {
+    let shapes = [
+        (1, 1),
+        (7, 3),
+        (3, 7),
+        (33, 33),
+        (127, 64),
+        (64, 127),
+        (257, 255),
+        (500, 20),
+        (20, 500),
+    ];
+    for (s, &(m, n)) in shapes.iter().enumerate() {
+        let a = random(m, n, 100 + s as u64);
+        for nb in [None, Some(5), Some(16)] {
+            check_qr(&format!("{m}×{n}"), &a, QrMode::Reduced, nb);
+        }
+    }
+}
+
+#[test]
+fn qr_complete_and_r_modes() {
+    for (s, &(m, n)) in [(7, 3), (3, 7), (65, 33), (40, 40)].iter().enumerate() {
+        let a = random(m, n, 200 + s as u64);
+        check_qr(&format!("{m}×{n}"), &a, QrMode::Complete, Some(8));
+        check_qr(&format!("{m}×{n}"), &a, QrMode::R, Some(8));
+        // Mode R gives the same R as mode Reduced (same computation).
+        let ctx = ctx();
+        let r1 = qr(ctx, &upload(&a), QrMode::R)
+            .unwrap()
+            .r
+            .to_col_major(ctx)
+            .unwrap();
+        let r2 = qr(ctx, &upload(&a), QrMode::Reduced)
+            .unwrap()
+            .r
+            .to_col_major(ctx)
+            .unwrap();
+        assert_eq!(r1, r2);
+    }
+}
+
+#[test]
+fn qr_of_awkward_matrices() {
+    let (m, n) = (60, 24);
+    // Zero columns (first, middle, last).
+    let mut z = random(m, n, 300);
+    for &j in &[0, 11, n - 1] {
+        for i in 0..m {
+            z[(i, j)] = 0.0;
+        }
+    }
+    check_qr("zero columns", &z, QrMode::Reduced, Some(8));
+    // Rank 5 = (60×5)(5×24).
+    let low = random(m, 5, 301).matmul(&random(5, n, 302));
+    check_qr("rank-deficient", &low, QrMode::Reduced, Some(8));
+    // Graded columns spanning 12 orders of magnitude.
+    let mut g = random(m, n, 303);
+    for j in 0..n {
+        for i in 0..m {
+            g[(i, j)] *= 10f64.powf(-(j as f64) / 2.0);
+        }
+    }
+    check_qr("graded columns", &g, QrMode::Reduced, Some(8));
+    // Huge and tiny scales: squares would overflow / underflow f32 without scaled norms.
+    for &s in &[1e30, 1e-30] {
+        let mut a = random(m, n, 304);
+        for x in a.data.iter_mut() {
+            *x *= s;
+        }
+        check_qr(&format!("scaled {s:e}"), &a, QrMode::Reduced, Some(8));
+    }
+}
+
+#[test]
+fn geqr2_matches_lapack_convention_in_f64() {
+    let ctx = ctx();
+    for (s, &(m, n)) in [(1, 1), (7, 3), (3, 7), (40, 17), (33, 33)]
+        .iter()
+        .enumerate()
+    {
+        let a = random(m, n, 400 + s as u64);
+        let (rv, tau) = geqr2(ctx, &upload(&a)).unwrap();
+        let rv = download(&rv);
+        let tau = download(&tau).data;
+        let (rv_ref, tau_ref) = geqr2_f64(&a);
+        // Same sign convention, so R, V and tau agree elementwise up to rounding: each entry is
+        // the result of O(m·n) f32 operations on O(‖A‖) values.
+        let tol = 4.0 * (m * n) as f64 * EPS;
+        let scale = a.max_abs() * (m as f64).sqrt();
+        for j in 0..n {
+            for i in 0..m {
+                let d = (rv[(i, j)] - rv_ref[(i, j)]).abs();
+                let sc = if i <= j { scale } else { 1.0 };
+                assert!(
+                    d <= tol * sc,
+                    "{m}×{n}: R_V[{i},{j}] = {} vs {}",
+                    rv[(i, j)],
+                    rv_ref[(i, j)]
+                );
+            }
+        }
+        for c in 0..m.min(n) {
+            assert!(
+                (tau[c] - tau_ref[c]).abs() <= tol,
+                "{m}×{n}: tau[{c}] = {} vs {}",
+                tau[c],
+                tau_ref[c]
+            );
+            assert!(
+                tau[c] == 0.0 || (1.0..=2.0).contains(&tau[c]),
+                "LAPACK's tau lies in [1, 2]"
+            );
+        }
+    }
+}
+
+#[test]
+fn geqr2_leaves_h_identity_for_an_already_zero_column() {
+    let ctx = ctx();
+    // Column 0 is already upper triangular (only its first entry is non-zero): tau_0 = 0.
+    let a = Mat::from_f32(3, 2, &[-2.0, 0.0, 0.0, 1.0, 2.0, 3.0]);
+    let (rv, tau) = geqr2(ctx, &upload(&a)).unwrap();
+    let tau = download(&tau).data;
+    assert_eq!(tau[0], 0.0);
+    assert_eq!(download(&rv)[(0, 0)], -2.0, "beta = alpha when tau = 0");
+}
+
+#[test]
+fn larft_builds_t_of_the_compact_wy_form() {
+    let ctx = ctx();
+    for &(m, k, j0) in &[(20, 6, 0), (33, 7, 5), (9, 1, 3), (64, 32, 16)] {
+        let a = random(m, j0 + k + 3, 500 + m as u64);
+        let (rv_ref, tau_ref) = geqr2_f64(&a);
+        let rv = upload(&rv_ref);
+        let tau_p: Vec<f64> = tau_ref[j0..j0 + k].to_vec();
+        let tau = upload(&Mat {
+            rows: k,
+            cols: 1,
+            data: tau_p.clone(),
+        });
+        let t = download(&larft(ctx, &rv, &tau, j0).unwrap());
+        // I - V T Vᵀ must equal H_{j0} … H_{j0+k-1}, all in f64 from the f32 inputs.
+        let rv32 = download(&rv);
+        let v = explicit_v(&rv32, j0, k);
+        let block = Mat::identity(m).sub(&v.matmul(&t).matmul(&v.t()));
+        let prod = reflector_product(&rv32, &tau_p, j0, k);
+        let err = block.sub(&prod).max_abs();
+        // T's entries are sums of k products of O(1) values: k·ε relative, times ‖V‖² ~ m.
+        let tol = 4.0 * (k * m) as f64 * EPS;
+        assert!(
+            err <= tol,
+            "larft m={m} k={k} j0={j0}: max|I − VTVᵀ − ΠH| = {err:e} > {tol:e}"
+        );
+        for j in 0..k {
+            for i in j + 1..k {
+                assert_eq!(t[(i, j)], 0.0, "T is upper triangular");
+            }
+        }
+    }
+}
+
+#[test]
+fn larfb_applies_the_block_reflector_and_its_transpose() {
+    let ctx = ctx();
+    for &(m, k, j0, nc) in &[(30, 8, 0, 5), (41, 5, 6, 70), (16, 16, 0, 1)] {
+        let a = random(m, j0 + k, 600 + m as u64);
+        let (rv_ref, tau_ref) = geqr2_f64(&a);
+        let rv = upload(&rv_ref);
+        let rv32 = download(&rv);
+        let tau_p: Vec<f64> = tau_ref[j0..j0 + k].to_vec();
+        let tau = upload(&Mat {
+            rows: k,
+            cols: 1,
+            data: tau_p.clone(),
+        });
+        let t = larft(ctx, &rv, &tau, j0).unwrap();
+        let h = reflector_product(&rv32, &tau_p, j0, k);
+        let c = random(m, nc, 700 + m as u64);
+        for trans in [false, true] {
+            let mut gc = upload(&c);
+            larfb(ctx, &mut gc, &rv, &t, trans, j0).unwrap();
+            let got = download(&gc);
+            let op = if trans { h.t() } else { h.clone() };
+            let want = op.matmul(&c);
+            let err = got.sub(&want).max_abs() / c.max_abs();
+            // Three GEMMs with inner dimensions m, k, k: O((m + 2k)·ε) relative.
+            let tol = 8.0 * (m + 2 * k) as f64 * EPS;
+            assert!(
+                err <= tol,
+                "larfb m={m} k={k} j0={j0} trans={trans}: error {err:e} > {tol:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn apply_qt_and_q_without_forming_q() {
+    let ctx = ctx();
+    for &(m, n, nc) in &[(50, 20, 3), (20, 50, 4), (37, 37, 1)] {
+        let a = random(m, n, 800 + m as u64);
+        let f = geqrf(
+            ctx,
+            &upload(&a),
+            &QrOptions {
+                block_size: Some(8),
+            },
+        )
+        .unwrap();
+        let q = download(&f.q(ctx, true).unwrap());
+        let b = random(m, nc, 900 + m as u64);
+        let mut gb = upload(&b);
+        f.apply_qt(ctx, &mut gb).unwrap();
+        let qtb = download(&gb);
+        let want = q.t().matmul(&b);
+        let tol = 16.0 * m as f64 * EPS * b.max_abs();
+        assert!(
+            qtb.sub(&want).max_abs() <= tol,
+            "{m}×{n}: Qᵀb differs from (formed Q)ᵀ b"
+        );
+        f.apply_q(ctx, &mut gb).unwrap();
+        assert!(
+            download(&gb).sub(&b).max_abs() <= 2.0 * tol,
+            "{m}×{n}: Q Qᵀ b ≠ b"
+        );
+    }
+}
+
+#[test]
+fn qr_is_one_submission_with_no_readback() {
+    let ctx = metalcore::Context::new().unwrap();
+    let a = random(100, 70, 1000);
+    let data: Vec<f32> = a.data.iter().map(|&x| x as f32).collect();
+    let ga = GpuMatrix::from_col_major(&ctx, 100, 70, &data).unwrap();
+    let before = ctx.stats();
+    let res = qr_with(
+        &ctx,
+        &ga,
+        QrMode::Complete,
+        &QrOptions {
+            block_size: Some(16),
+        },
+    )
+    .unwrap();
+    let after = ctx.stats();
+    assert_eq!(
+        after.submissions - before.submissions,
+        1,
+        "blocked QR with Q must be one submission"
+    );
+    assert_eq!(after.readbacks, before.readbacks, "no read-back inside qr");
+    // And the result is real: reading it is the first read-back.
+    let r = res.r.to_col_major(&ctx).unwrap();
+    assert!(r[0] != 0.0);
+    assert_eq!(ctx.stats().readbacks, before.readbacks + 1);
+}
+
+#[test]
+fn qr_rejects_empty_input_and_propagates_nan() {
+    let ctx = ctx();
+    let e = qr(ctx, &GpuMatrix::zeros(ctx, 0, 4).unwrap(), QrMode::Reduced)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("qr") && e.contains("0×4"), "{e}");
+    let e = geqr2(ctx, &GpuMatrix::zeros(ctx, 3, 0).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("geqr2") && e.contains("3×0"), "{e}");
+    let mut a = random(20, 10, 1100);
+    a[(5, 3)] = f64::NAN;
+    let res = qr(ctx, &upload(&a), QrMode::Reduced).unwrap();
+    let r = download(&res.r);
+    assert!(
+        r.data.iter().any(|x| x.is_nan()),
+        "NaN input must show in R"
+    );
+}
