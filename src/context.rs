@@ -85,6 +85,9 @@ pub struct Context {
     pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
     submissions: AtomicU64,
     readbacks: AtomicU64,
+    /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
+    /// the next [`Context::submit`] instead of wgpu's default panic.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -145,7 +148,15 @@ impl Context {
                 adapter: format!("{} ({:?})", info.name, info.backend),
                 message: e.to_string(),
             })?;
-        Ok(Self::assemble(device, queue, info))
+        let ctx = Self::assemble(device, queue, info);
+        let sink = ctx.uncaptured.clone();
+        ctx.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e.to_string());
+            }));
+        Ok(ctx)
     }
 
     /// Wraps a device and queue the caller already has, so a program can share its device with
@@ -168,6 +179,7 @@ impl Context {
             pipelines: Mutex::new(HashMap::new()),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
+            uncaptured: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -256,6 +268,7 @@ impl Context {
     pub(crate) fn recorder(&self, op: &'static str) -> Recorder {
         Recorder {
             op,
+            error: None,
             commands: Vec::new(),
             params: Vec::new(),
             align: self.limits.min_uniform_buffer_offset_alignment.max(16) as usize,
@@ -282,7 +295,7 @@ impl Context {
         entry: &'static str,
         constants: &[(&'static str, f64)],
         bindings: &[Access],
-    ) -> Arc<CachedPipeline> {
+    ) -> Result<Arc<CachedPipeline>, String> {
         let key = PipelineKey {
             kernel: kernel.name,
             entry,
@@ -295,8 +308,10 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return p.clone();
+            return Ok(p.clone());
         }
+        // Shader and pipeline creation errors come back as values, not as wgpu's panic.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.module(kernel);
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -348,12 +363,15 @@ impl Context {
                 },
                 cache: None,
             });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!("kernel {}::{entry}: {e}", kernel.name));
+        }
         let cached = Arc::new(CachedPipeline { pipeline, layout });
         self.pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, cached.clone());
-        cached
+        Ok(cached)
     }
 
     /// Creates a storage buffer for `elements` f32 values (at least one, as wgpu binds no empty
@@ -372,10 +390,13 @@ impl Context {
     /// Records the commands into one encoder and submits them once. Validation errors raised by
     /// wgpu while recording are returned as [`Error::Gpu`] naming the operation.
     pub(crate) fn submit(&self, rec: Recorder) -> Result<()> {
+        let op = rec.op;
+        if let Some(message) = rec.error {
+            return Err(Error::Gpu { op, message });
+        }
         if rec.commands.is_empty() {
             return Ok(());
         }
-        let op = rec.op;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("metalcore params"),
@@ -443,6 +464,14 @@ impl Context {
                 op,
                 message: e.to_string(),
             });
+        }
+        if let Some(message) = self
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(Error::Gpu { op, message });
         }
         Ok(())
     }
@@ -594,6 +623,8 @@ pub(crate) struct Dispatch {
 /// Records the dispatches and copies of one operation; submitted once by [`Context::submit`].
 pub(crate) struct Recorder {
     pub op: &'static str,
+    /// The first pipeline-creation error; [`Context::submit`] returns it.
+    error: Option<String>,
     commands: Vec<Command>,
     params: Vec<u8>,
     align: usize,
@@ -617,7 +648,13 @@ impl Recorder {
             return;
         }
         let access: Vec<Access> = buffers.iter().map(|b| b.1).collect();
-        let pipeline = ctx.pipeline(kernel, entry, constants, &access);
+        let pipeline = match ctx.pipeline(kernel, entry, constants, &access) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return;
+            }
+        };
         let offset = self.params.len().div_ceil(self.align) * self.align;
         self.params.resize(offset, 0);
         let bytes = bytemuck::bytes_of(params);

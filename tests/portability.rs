@@ -70,21 +70,24 @@ fn check_file(name: &str, source: &str) -> Result<(), String> {
             .map_err(|e| format!("{name}: overrides at their defaults: {e}"))?;
     let (module, info) = (module.into_owned(), info.into_owned());
 
-    let storage: u32 = module
-        .global_variables
-        .iter()
-        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
-        .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
-        .sum();
-    if storage > DEFAULT_WORKGROUP_STORAGE {
-        return Err(format!(
-            "{name}: {storage} bytes of workgroup storage at default overrides (WebGPU default limit {DEFAULT_WORKGROUP_STORAGE})"
-        ));
-    }
     if module.entry_points.is_empty() {
         return Err(format!("{name}: no entry point"));
     }
-    for ep in &module.entry_points {
+    for (index, ep) in module.entry_points.iter().enumerate() {
+        // Workgroup storage this entry point touches (directly or through the functions it calls).
+        let uses = info.get_entry_point(index);
+        let storage: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(h, g)| g.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+            .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+            .sum();
+        if storage > DEFAULT_WORKGROUP_STORAGE {
+            return Err(format!(
+                "{name}: entry {} uses {storage} bytes of workgroup storage at default overrides (WebGPU default limit {DEFAULT_WORKGROUP_STORAGE})",
+                ep.name
+            ));
+        }
         let inv: u32 = ep.workgroup_size.iter().product();
         if inv > DEFAULT_INVOCATIONS {
             return Err(format!(

@@ -5,8 +5,13 @@
 // walks the batch with per-operand strides. TRANS_A / TRANS_B select op = transpose.
 // When beta == 0, C is not read (it may hold garbage or NaN).
 //
-// Tiles: 64×64 outputs per workgroup of 16×16 invocations, 4×4 register tile each, K step 16.
-// Workgroup storage 8 KiB, 256 invocations: fits WebGPU's default limits.
+// Two entry points, same parameters:
+//   gemm        64×64 outputs per workgroup of 16×16 invocations, 4×4 register tile each,
+//               K step 16; 8 KiB of workgroup storage. For small or thin products.
+//   gemm_large  128×128 outputs per workgroup of 256 invocations, 8×8 register tile each
+//               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
+//               K tile prefetched into registers while the current one is used; 16 KiB.
+// Both fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -138,6 +143,145 @@ fn gemm(
                 v = fma(p.beta, c[idx], v);
             }
             c[idx] = v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm_large
+
+const LBM: u32 = 128u;
+const LBK: u32 = 16u;
+
+// [kk][i / 4] as vec4: the 4 consecutive rows (or columns) a thread needs in one read.
+var<workgroup> ltile_a: array<vec4<f32>, 512>; // LBK * LBM / 4
+var<workgroup> ltile_b: array<vec4<f32>, 512>;
+
+fn store_lane(is_a: bool, kk: u32, i: u32, v: f32) {
+    let idx = kk * (LBM / 4u) + i / 4u;
+    if is_a {
+        ltile_a[idx][i % 4u] = v;
+    } else {
+        ltile_b[idx][i % 4u] = v;
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn gemm_large(
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let row0 = wid.x * LBM;
+    let col0 = wid.y * LBM;
+    let z = wid.z;
+    let a_base = p.a_offset + z * p.stride_a;
+    let b_base = p.b_offset + z * p.stride_b;
+    let c_base = p.c_offset + z * p.stride_c;
+    let tx = tid % 16u;
+    let ty = tid / 16u;
+
+    var acc: array<vec4<f32>, 16>; // acc[4 * s + r]: rows quadrant r/2.., see the write-out
+    for (var q = 0u; q < 16u; q++) {
+        acc[q] = vec4<f32>(0.0);
+    }
+
+    // Each thread moves 8 elements of each tile per K step.
+    var pa: array<f32, 8>;
+    var pb: array<f32, 8>;
+    for (var r = 0u; r < 8u; r++) {
+        if TRANS_A {
+            pa[r] = load_a(a_base, row0 + tid / 16u + 16u * r, tid % 16u);
+        } else {
+            pa[r] = load_a(a_base, row0 + tid % 128u, tid / 128u + 2u * r);
+        }
+        if TRANS_B {
+            pb[r] = load_b(b_base, tid / 128u + 2u * r, col0 + tid % 128u);
+        } else {
+            pb[r] = load_b(b_base, tid % 16u, col0 + tid / 16u + 16u * r);
+        }
+    }
+
+    for (var k0 = 0u; k0 < p.k; k0 += LBK) {
+        for (var r = 0u; r < 8u; r++) {
+            if TRANS_A {
+                store_lane(true, tid % 16u, tid / 16u + 16u * r, pa[r]);
+            } else {
+                store_lane(true, tid / 128u + 2u * r, tid % 128u, pa[r]);
+            }
+            if TRANS_B {
+                store_lane(false, tid / 128u + 2u * r, tid % 128u, pb[r]);
+            } else {
+                store_lane(false, tid % 16u, tid / 16u + 16u * r, pb[r]);
+            }
+        }
+        workgroupBarrier();
+        // Prefetch the next K tile while this one is multiplied.
+        let k1 = k0 + LBK;
+        if k1 < p.k {
+            for (var r = 0u; r < 8u; r++) {
+                if TRANS_A {
+                    pa[r] = load_a(a_base, row0 + tid / 16u + 16u * r, k1 + tid % 16u);
+                } else {
+                    pa[r] = load_a(a_base, row0 + tid % 128u, k1 + tid / 128u + 2u * r);
+                }
+                if TRANS_B {
+                    pb[r] = load_b(b_base, k1 + tid / 128u + 2u * r, col0 + tid % 128u);
+                } else {
+                    pb[r] = load_b(b_base, k1 + tid % 16u, col0 + tid / 16u + 16u * r);
+                }
+            }
+        }
+        for (var kk = 0u; kk < LBK; kk++) {
+            let base = kk * (LBM / 4u);
+            let a0 = ltile_a[base + tx];
+            let a1 = ltile_a[base + 16u + tx];
+            let b0 = ltile_b[base + ty];
+            let b1 = ltile_b[base + 16u + ty];
+            // acc[c] holds column c's rows: c = 0..3 -> b0, c = 4..7 -> b1; each column has
+            // two vec4s (rows tx*4.. from a0 at index c, rows 64+tx*4.. from a1 at c + 8).
+            acc[0] = fma(a0, vec4<f32>(b0.x), acc[0]);
+            acc[1] = fma(a0, vec4<f32>(b0.y), acc[1]);
+            acc[2] = fma(a0, vec4<f32>(b0.z), acc[2]);
+            acc[3] = fma(a0, vec4<f32>(b0.w), acc[3]);
+            acc[4] = fma(a0, vec4<f32>(b1.x), acc[4]);
+            acc[5] = fma(a0, vec4<f32>(b1.y), acc[5]);
+            acc[6] = fma(a0, vec4<f32>(b1.z), acc[6]);
+            acc[7] = fma(a0, vec4<f32>(b1.w), acc[7]);
+            acc[8] = fma(a1, vec4<f32>(b0.x), acc[8]);
+            acc[9] = fma(a1, vec4<f32>(b0.y), acc[9]);
+            acc[10] = fma(a1, vec4<f32>(b0.z), acc[10]);
+            acc[11] = fma(a1, vec4<f32>(b0.w), acc[11]);
+            acc[12] = fma(a1, vec4<f32>(b1.x), acc[12]);
+            acc[13] = fma(a1, vec4<f32>(b1.y), acc[13]);
+            acc[14] = fma(a1, vec4<f32>(b1.z), acc[14]);
+            acc[15] = fma(a1, vec4<f32>(b1.w), acc[15]);
+        }
+        workgroupBarrier();
+    }
+
+    for (var cc = 0u; cc < 8u; cc++) {
+        var j = col0 + ty * 4u + cc;
+        if cc >= 4u {
+            j = col0 + 64u + ty * 4u + (cc - 4u);
+        }
+        if j >= p.n {
+            continue;
+        }
+        for (var half = 0u; half < 2u; half++) {
+            let v = acc[cc + 8u * half];
+            let i0 = row0 + 64u * half + tx * 4u;
+            for (var r = 0u; r < 4u; r++) {
+                let i = i0 + r;
+                if i >= p.m {
+                    continue;
+                }
+                let idx = c_base + i + j * p.ldc;
+                var out = p.alpha * v[r];
+                if p.beta != 0.0 {
+                    out = fma(p.beta, c[idx], out);
+                }
+                c[idx] = out;
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
 
 const BM: u32 = 64;
 const BN: u32 = 64;
+const LARGE: u32 = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -102,6 +103,13 @@ impl<'a> Gemm<'a> {
             ("TRANS_A", self.trans_a as u32 as f64),
             ("TRANS_B", self.trans_b as u32 as f64),
         ];
+        // The 128×128 variant pays off once both output dimensions fill its tile.
+        let large = self.m >= LARGE as usize && self.n >= LARGE as usize;
+        let (entry, tile_m, tile_n) = if large {
+            ("gemm_large", LARGE, LARGE)
+        } else {
+            ("gemm", BM, BN)
+        };
         let mut done = 0;
         while done < self.batch {
             let chunk = (self.batch - done).min(max_z);
@@ -126,7 +134,7 @@ impl<'a> Gemm<'a> {
             rec.dispatch(
                 ctx,
                 &SOURCE,
-                "gemm",
+                entry,
                 &constants,
                 &params,
                 &[
@@ -135,8 +143,8 @@ impl<'a> Gemm<'a> {
                     (self.c.buffer, Access::ReadWrite),
                 ],
                 [
-                    (self.m as u32).div_ceil(BM),
-                    (self.n as u32).div_ceil(BN),
+                    (self.m as u32).div_ceil(tile_m),
+                    (self.n as u32).div_ceil(tile_n),
                     chunk as u32,
                 ],
             );
