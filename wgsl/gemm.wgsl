@@ -12,6 +12,10 @@
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
 // Both fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
+//
+// The register tiles are written out element by element, without loops or dynamic indices:
+// a per-invocation array indexed by a loop counter may be placed in (slow) local memory by
+// the driver's compiler, which cost 20× on an H100. Keep it that way when editing.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -75,21 +79,27 @@ fn gemm(
 ) {
     let row0 = wid.x * BM;
     let col0 = wid.y * BN;
-    let z = wid.z;
-    let a_base = p.a_offset + z * p.stride_a;
-    let b_base = p.b_offset + z * p.stride_b;
-    let c_base = p.c_offset + z * p.stride_c;
-
-    var acc: array<array<f32, 4>, 4>;
-    for (var r = 0u; r < 4u; r++) {
-        for (var s = 0u; s < 4u; s++) {
-            acc[r][s] = 0.0;
-        }
-    }
-
+    let a_base = p.a_offset + wid.z * p.stride_a;
+    let b_base = p.b_offset + wid.z * p.stride_b;
+    let c_base = p.c_offset + wid.z * p.stride_c;
+    var c00 = 0.0;
+    var c01 = 0.0;
+    var c02 = 0.0;
+    var c03 = 0.0;
+    var c10 = 0.0;
+    var c11 = 0.0;
+    var c12 = 0.0;
+    var c13 = 0.0;
+    var c20 = 0.0;
+    var c21 = 0.0;
+    var c22 = 0.0;
+    var c23 = 0.0;
+    var c30 = 0.0;
+    var c31 = 0.0;
+    var c32 = 0.0;
+    var c33 = 0.0;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // Each of 256 invocations loads 4 elements of each tile, along the operand's
-        // contiguous direction.
+        // 256 invocations load 4 elements of each tile, along the operand's contiguous direction.
         for (var r = 0u; r < 4u; r++) {
             if TRANS_A {
                 let kl = tid % BK;
@@ -112,39 +122,61 @@ fn gemm(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var r = 0u; r < 4u; r++) {
-                av[r] = tile_a[kk][lid.x + 16u * r];
-                bv[r] = tile_b[kk][lid.y + 16u * r];
-            }
-            for (var r = 0u; r < 4u; r++) {
-                for (var s = 0u; s < 4u; s++) {
-                    acc[r][s] = fma(av[r], bv[s], acc[r][s]);
-                }
-            }
+            let a0 = tile_a[kk][lid.x + 0u];
+            let a1 = tile_a[kk][lid.x + 16u];
+            let a2 = tile_a[kk][lid.x + 32u];
+            let a3 = tile_a[kk][lid.x + 48u];
+            let b0 = tile_b[kk][lid.y + 0u];
+            let b1 = tile_b[kk][lid.y + 16u];
+            let b2 = tile_b[kk][lid.y + 32u];
+            let b3 = tile_b[kk][lid.y + 48u];
+            c00 = fma(a0, b0, c00);
+            c01 = fma(a0, b1, c01);
+            c02 = fma(a0, b2, c02);
+            c03 = fma(a0, b3, c03);
+            c10 = fma(a1, b0, c10);
+            c11 = fma(a1, b1, c11);
+            c12 = fma(a1, b2, c12);
+            c13 = fma(a1, b3, c13);
+            c20 = fma(a2, b0, c20);
+            c21 = fma(a2, b1, c21);
+            c22 = fma(a2, b2, c22);
+            c23 = fma(a2, b3, c23);
+            c30 = fma(a3, b0, c30);
+            c31 = fma(a3, b1, c31);
+            c32 = fma(a3, b2, c32);
+            c33 = fma(a3, b3, c33);
         }
         workgroupBarrier();
     }
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u, c00);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u, c10);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u, c20);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u, c30);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u, c01);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u, c11);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u, c21);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u, c31);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u, c02);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u, c12);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u, c22);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u, c32);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u, c03);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u, c13);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u, c23);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u, c33);
+}
 
-    for (var s = 0u; s < 4u; s++) {
-        let j = col0 + lid.y + 16u * s;
-        if j >= p.n {
-            continue;
-        }
-        for (var r = 0u; r < 4u; r++) {
-            let i = row0 + lid.x + 16u * r;
-            if i >= p.m {
-                continue;
-            }
-            let idx = c_base + i + j * p.ldc;
-            var v = p.alpha * acc[r][s];
-            if p.beta != 0.0 {
-                v = fma(p.beta, c[idx], v);
-            }
-            c[idx] = v;
-        }
+fn store_c(c_base: u32, i: u32, j: u32, v: f32) {
+    if i >= p.m || j >= p.n {
+        return;
     }
+    let idx = c_base + i + j * p.ldc;
+    var out = p.alpha * v;
+    if p.beta != 0.0 {
+        out = fma(p.beta, c[idx], out);
+    }
+    c[idx] = out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,17 +185,16 @@ fn gemm(
 const LBM: u32 = 128u;
 const LBK: u32 = 16u;
 
-// [kk][i / 4] as vec4: the 4 consecutive rows (or columns) a thread needs in one read.
+// [kk][i / 4] as vec4: the 4 consecutive rows (or columns) an invocation needs in one read.
 var<workgroup> ltile_a: array<vec4<f32>, 512>; // LBK * LBM / 4
 var<workgroup> ltile_b: array<vec4<f32>, 512>;
 
-fn store_lane(is_a: bool, kk: u32, i: u32, v: f32) {
-    let idx = kk * (LBM / 4u) + i / 4u;
-    if is_a {
-        ltile_a[idx][i % 4u] = v;
-    } else {
-        ltile_b[idx][i % 4u] = v;
-    }
+fn lstore_a(kk: u32, i: u32, v: f32) {
+    ltile_a[kk * (LBM / 4u) + i / 4u][i % 4u] = v;
+}
+
+fn lstore_b(kk: u32, j: u32, v: f32) {
+    ltile_b[kk * (LBM / 4u) + j / 4u][j % 4u] = v;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -173,63 +204,89 @@ fn gemm_large(
 ) {
     let row0 = wid.x * LBM;
     let col0 = wid.y * LBM;
-    let z = wid.z;
-    let a_base = p.a_offset + z * p.stride_a;
-    let b_base = p.b_offset + z * p.stride_b;
-    let c_base = p.c_offset + z * p.stride_c;
+    let a_base = p.a_offset + wid.z * p.stride_a;
+    let b_base = p.b_offset + wid.z * p.stride_b;
+    let c_base = p.c_offset + wid.z * p.stride_c;
     let tx = tid % 16u;
     let ty = tid / 16u;
-
-    var acc: array<vec4<f32>, 16>; // acc[4 * s + r]: rows quadrant r/2.., see the write-out
-    for (var q = 0u; q < 16u; q++) {
-        acc[q] = vec4<f32>(0.0);
-    }
-
-    // Each thread moves 8 elements of each tile per K step.
-    var pa: array<f32, 8>;
-    var pb: array<f32, 8>;
-    for (var r = 0u; r < 8u; r++) {
-        if TRANS_A {
-            pa[r] = load_a(a_base, row0 + tid / 16u + 16u * r, tid % 16u);
-        } else {
-            pa[r] = load_a(a_base, row0 + tid % 128u, tid / 128u + 2u * r);
-        }
-        if TRANS_B {
-            pb[r] = load_b(b_base, tid / 128u + 2u * r, col0 + tid % 128u);
-        } else {
-            pb[r] = load_b(b_base, tid % 16u, col0 + tid / 16u + 16u * r);
-        }
-    }
-
+    // Where this invocation's 8 elements of each tile go (transposed operands load along K).
+    let ai = select(tid % 128u, tid / 16u, TRANS_A);
+    let ak = select(tid / 128u, tid % 16u, TRANS_A);
+    let bk = select(tid % 16u, tid / 128u, TRANS_B);
+    let bj = select(tid / 16u, tid % 128u, TRANS_B);
+    let ai_step = select(0u, 16u, TRANS_A);
+    let ak_step = select(2u, 0u, TRANS_A);
+    let bk_step = select(0u, 2u, TRANS_B);
+    let bj_step = select(16u, 0u, TRANS_B);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var acc8 = vec4<f32>(0.0);
+    var acc9 = vec4<f32>(0.0);
+    var acc10 = vec4<f32>(0.0);
+    var acc11 = vec4<f32>(0.0);
+    var acc12 = vec4<f32>(0.0);
+    var acc13 = vec4<f32>(0.0);
+    var acc14 = vec4<f32>(0.0);
+    var acc15 = vec4<f32>(0.0);
+    var pa0 = load_a(a_base, row0 + ai + 0u * ai_step, ak + 0u * ak_step);
+    var pb0 = load_b(b_base, bk + 0u * bk_step, col0 + bj + 0u * bj_step);
+    var pa1 = load_a(a_base, row0 + ai + 1u * ai_step, ak + 1u * ak_step);
+    var pb1 = load_b(b_base, bk + 1u * bk_step, col0 + bj + 1u * bj_step);
+    var pa2 = load_a(a_base, row0 + ai + 2u * ai_step, ak + 2u * ak_step);
+    var pb2 = load_b(b_base, bk + 2u * bk_step, col0 + bj + 2u * bj_step);
+    var pa3 = load_a(a_base, row0 + ai + 3u * ai_step, ak + 3u * ak_step);
+    var pb3 = load_b(b_base, bk + 3u * bk_step, col0 + bj + 3u * bj_step);
+    var pa4 = load_a(a_base, row0 + ai + 4u * ai_step, ak + 4u * ak_step);
+    var pb4 = load_b(b_base, bk + 4u * bk_step, col0 + bj + 4u * bj_step);
+    var pa5 = load_a(a_base, row0 + ai + 5u * ai_step, ak + 5u * ak_step);
+    var pb5 = load_b(b_base, bk + 5u * bk_step, col0 + bj + 5u * bj_step);
+    var pa6 = load_a(a_base, row0 + ai + 6u * ai_step, ak + 6u * ak_step);
+    var pb6 = load_b(b_base, bk + 6u * bk_step, col0 + bj + 6u * bj_step);
+    var pa7 = load_a(a_base, row0 + ai + 7u * ai_step, ak + 7u * ak_step);
+    var pb7 = load_b(b_base, bk + 7u * bk_step, col0 + bj + 7u * bj_step);
     for (var k0 = 0u; k0 < p.k; k0 += LBK) {
-        for (var r = 0u; r < 8u; r++) {
-            if TRANS_A {
-                store_lane(true, tid % 16u, tid / 16u + 16u * r, pa[r]);
-            } else {
-                store_lane(true, tid / 128u + 2u * r, tid % 128u, pa[r]);
-            }
-            if TRANS_B {
-                store_lane(false, tid / 128u + 2u * r, tid % 128u, pb[r]);
-            } else {
-                store_lane(false, tid % 16u, tid / 16u + 16u * r, pb[r]);
-            }
-        }
+        lstore_a(ak + 0u * ak_step, ai + 0u * ai_step, pa0);
+        lstore_b(bk + 0u * bk_step, bj + 0u * bj_step, pb0);
+        lstore_a(ak + 1u * ak_step, ai + 1u * ai_step, pa1);
+        lstore_b(bk + 1u * bk_step, bj + 1u * bj_step, pb1);
+        lstore_a(ak + 2u * ak_step, ai + 2u * ai_step, pa2);
+        lstore_b(bk + 2u * bk_step, bj + 2u * bj_step, pb2);
+        lstore_a(ak + 3u * ak_step, ai + 3u * ai_step, pa3);
+        lstore_b(bk + 3u * bk_step, bj + 3u * bj_step, pb3);
+        lstore_a(ak + 4u * ak_step, ai + 4u * ai_step, pa4);
+        lstore_b(bk + 4u * bk_step, bj + 4u * bj_step, pb4);
+        lstore_a(ak + 5u * ak_step, ai + 5u * ai_step, pa5);
+        lstore_b(bk + 5u * bk_step, bj + 5u * bj_step, pb5);
+        lstore_a(ak + 6u * ak_step, ai + 6u * ai_step, pa6);
+        lstore_b(bk + 6u * bk_step, bj + 6u * bj_step, pb6);
+        lstore_a(ak + 7u * ak_step, ai + 7u * ai_step, pa7);
+        lstore_b(bk + 7u * bk_step, bj + 7u * bj_step, pb7);
         workgroupBarrier();
         // Prefetch the next K tile while this one is multiplied.
         let k1 = k0 + LBK;
         if k1 < p.k {
-            for (var r = 0u; r < 8u; r++) {
-                if TRANS_A {
-                    pa[r] = load_a(a_base, row0 + tid / 16u + 16u * r, k1 + tid % 16u);
-                } else {
-                    pa[r] = load_a(a_base, row0 + tid % 128u, k1 + tid / 128u + 2u * r);
-                }
-                if TRANS_B {
-                    pb[r] = load_b(b_base, k1 + tid / 128u + 2u * r, col0 + tid % 128u);
-                } else {
-                    pb[r] = load_b(b_base, k1 + tid % 16u, col0 + tid / 16u + 16u * r);
-                }
-            }
+            pa0 = load_a(a_base, row0 + ai + 0u * ai_step, k1 + ak + 0u * ak_step);
+            pb0 = load_b(b_base, k1 + bk + 0u * bk_step, col0 + bj + 0u * bj_step);
+            pa1 = load_a(a_base, row0 + ai + 1u * ai_step, k1 + ak + 1u * ak_step);
+            pb1 = load_b(b_base, k1 + bk + 1u * bk_step, col0 + bj + 1u * bj_step);
+            pa2 = load_a(a_base, row0 + ai + 2u * ai_step, k1 + ak + 2u * ak_step);
+            pb2 = load_b(b_base, k1 + bk + 2u * bk_step, col0 + bj + 2u * bj_step);
+            pa3 = load_a(a_base, row0 + ai + 3u * ai_step, k1 + ak + 3u * ak_step);
+            pb3 = load_b(b_base, k1 + bk + 3u * bk_step, col0 + bj + 3u * bj_step);
+            pa4 = load_a(a_base, row0 + ai + 4u * ai_step, k1 + ak + 4u * ak_step);
+            pb4 = load_b(b_base, k1 + bk + 4u * bk_step, col0 + bj + 4u * bj_step);
+            pa5 = load_a(a_base, row0 + ai + 5u * ai_step, k1 + ak + 5u * ak_step);
+            pb5 = load_b(b_base, k1 + bk + 5u * bk_step, col0 + bj + 5u * bj_step);
+            pa6 = load_a(a_base, row0 + ai + 6u * ai_step, k1 + ak + 6u * ak_step);
+            pb6 = load_b(b_base, k1 + bk + 6u * bk_step, col0 + bj + 6u * bj_step);
+            pa7 = load_a(a_base, row0 + ai + 7u * ai_step, k1 + ak + 7u * ak_step);
+            pb7 = load_b(b_base, k1 + bk + 7u * bk_step, col0 + bj + 7u * bj_step);
         }
         for (var kk = 0u; kk < LBK; kk++) {
             let base = kk * (LBM / 4u);
@@ -237,51 +294,88 @@ fn gemm_large(
             let a1 = ltile_a[base + 16u + tx];
             let b0 = ltile_b[base + ty];
             let b1 = ltile_b[base + 16u + ty];
-            // acc[c] holds column c's rows: c = 0..3 -> b0, c = 4..7 -> b1; each column has
-            // two vec4s (rows tx*4.. from a0 at index c, rows 64+tx*4.. from a1 at c + 8).
-            acc[0] = fma(a0, vec4<f32>(b0.x), acc[0]);
-            acc[1] = fma(a0, vec4<f32>(b0.y), acc[1]);
-            acc[2] = fma(a0, vec4<f32>(b0.z), acc[2]);
-            acc[3] = fma(a0, vec4<f32>(b0.w), acc[3]);
-            acc[4] = fma(a0, vec4<f32>(b1.x), acc[4]);
-            acc[5] = fma(a0, vec4<f32>(b1.y), acc[5]);
-            acc[6] = fma(a0, vec4<f32>(b1.z), acc[6]);
-            acc[7] = fma(a0, vec4<f32>(b1.w), acc[7]);
-            acc[8] = fma(a1, vec4<f32>(b0.x), acc[8]);
-            acc[9] = fma(a1, vec4<f32>(b0.y), acc[9]);
-            acc[10] = fma(a1, vec4<f32>(b0.z), acc[10]);
-            acc[11] = fma(a1, vec4<f32>(b0.w), acc[11]);
-            acc[12] = fma(a1, vec4<f32>(b1.x), acc[12]);
-            acc[13] = fma(a1, vec4<f32>(b1.y), acc[13]);
-            acc[14] = fma(a1, vec4<f32>(b1.z), acc[14]);
-            acc[15] = fma(a1, vec4<f32>(b1.w), acc[15]);
+            acc0 = fma(a0, vec4<f32>(b0.x), acc0);
+            acc1 = fma(a0, vec4<f32>(b0.y), acc1);
+            acc2 = fma(a0, vec4<f32>(b0.z), acc2);
+            acc3 = fma(a0, vec4<f32>(b0.w), acc3);
+            acc4 = fma(a0, vec4<f32>(b1.x), acc4);
+            acc5 = fma(a0, vec4<f32>(b1.y), acc5);
+            acc6 = fma(a0, vec4<f32>(b1.z), acc6);
+            acc7 = fma(a0, vec4<f32>(b1.w), acc7);
+            acc8 = fma(a1, vec4<f32>(b0.x), acc8);
+            acc9 = fma(a1, vec4<f32>(b0.y), acc9);
+            acc10 = fma(a1, vec4<f32>(b0.z), acc10);
+            acc11 = fma(a1, vec4<f32>(b0.w), acc11);
+            acc12 = fma(a1, vec4<f32>(b1.x), acc12);
+            acc13 = fma(a1, vec4<f32>(b1.y), acc13);
+            acc14 = fma(a1, vec4<f32>(b1.z), acc14);
+            acc15 = fma(a1, vec4<f32>(b1.w), acc15);
         }
         workgroupBarrier();
     }
-
-    for (var cc = 0u; cc < 8u; cc++) {
-        var j = col0 + ty * 4u + cc;
-        if cc >= 4u {
-            j = col0 + 64u + ty * 4u + (cc - 4u);
-        }
-        if j >= p.n {
-            continue;
-        }
-        for (var half = 0u; half < 2u; half++) {
-            let v = acc[cc + 8u * half];
-            let i0 = row0 + 64u * half + tx * 4u;
-            for (var r = 0u; r < 4u; r++) {
-                let i = i0 + r;
-                if i >= p.m {
-                    continue;
-                }
-                let idx = c_base + i + j * p.ldc;
-                var out = p.alpha * v[r];
-                if p.beta != 0.0 {
-                    out = fma(p.beta, c[idx], out);
-                }
-                c[idx] = out;
-            }
-        }
-    }
+    // acc{cc + 8·half}: column col0 + (cc < 4 ? 0 : 64) + 4·ty + cc % 4, rows row0 + 64·half + 4·tx ..+3.
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 0u, acc0.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 0u, acc0.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 0u, acc0.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 0u, acc0.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 1u, acc1.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 1u, acc1.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 1u, acc1.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 1u, acc1.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 2u, acc2.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 2u, acc2.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 2u, acc2.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 2u, acc2.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 3u, acc3.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 3u, acc3.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 3u, acc3.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 3u, acc3.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 0u, acc4.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 0u, acc4.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 0u, acc4.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 0u, acc4.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 1u, acc5.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 1u, acc5.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 1u, acc5.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 1u, acc5.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 2u, acc6.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 2u, acc6.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 2u, acc6.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 2u, acc6.w);
+    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 3u, acc7.x);
+    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 3u, acc7.y);
+    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 3u, acc7.z);
+    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc7.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 0u, acc8.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 0u, acc8.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 0u, acc8.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 0u, acc8.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 1u, acc9.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 1u, acc9.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 1u, acc9.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 1u, acc9.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 2u, acc10.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 2u, acc10.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 2u, acc10.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 2u, acc10.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 3u, acc11.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 3u, acc11.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 3u, acc11.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 3u, acc11.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 0u, acc12.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 0u, acc12.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 0u, acc12.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 0u, acc12.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 1u, acc13.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 1u, acc13.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 1u, acc13.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 1u, acc13.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 2u, acc14.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 2u, acc14.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 2u, acc14.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 2u, acc14.w);
+    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 3u, acc15.x);
+    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 3u, acc15.y);
+    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 3u, acc15.z);
+    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc15.w);
 }

@@ -115,12 +115,13 @@ fn geqr2_panel(
         workgroupBarrier();
         tree(lid, true);
         let scale = workgroupUniformLoad(&red[0]);
-        // 2. scaled sum of squares.
+        // 2. scaled sum of squares, scaled by a power of two (exact; no reciprocal of a huge
+        //    scale, which a GPU would flush to zero as a denormal).
+        let e = frexp(scale).exp;
         var ss = 0.0;
         if scale > 0.0 && scale <= F32_MAX {
-            let inv = 1.0 / scale;
             for (var i = r0 + 1u + lid; i < p.m; i += WG) {
-                let x = a[cbase + i] * inv;
+                let x = ldexp(a[cbase + i], -e);
                 ss = fma(x, x, ss);
             }
         }
@@ -133,7 +134,10 @@ fn geqr2_panel(
             flag_copy = atomicLoad(&flag);
         }
         let nan_seen = workgroupUniformLoad(&flag_copy);
-        var xnorm = scale * sqrt(total);
+        var xnorm = ldexp(sqrt(total), e);
+        if scale == 0.0 {
+            xnorm = 0.0;
+        }
         if scale > F32_MAX {
             xnorm = scale;
         }
@@ -147,7 +151,10 @@ fn geqr2_panel(
         var t = 0.0;
         if xnorm != 0.0 {
             let s = max(abs(alpha), xnorm);
-            var h = s * sqrt((alpha / s) * (alpha / s) + (xnorm / s) * (xnorm / s));
+            let es = frexp(s).exp;
+            let sa = ldexp(alpha, -es);
+            let sx = ldexp(xnorm, -es);
+            var h = ldexp(sqrt(sa * sa + sx * sx), es);
             if s > F32_MAX {
                 h = s;
             }
@@ -155,10 +162,15 @@ fn geqr2_panel(
                 h = nan();
             }
             let beta = select(h, -h, alpha >= 0.0);
-            t = (beta - alpha) / beta;
+            // Quotients with both sides scaled by a power of two of the divisor, so a divisor
+            // near the top of the range never turns into a flushed-to-zero reciprocal.
+            let eb = frexp(beta).exp;
+            t = ldexp(beta - alpha, -eb) / ldexp(beta, -eb);
             let d = alpha - beta;
+            let ed = frexp(d).exp;
+            let dd = ldexp(d, -ed);
             for (var i = r0 + 1u + lid; i < p.m; i += WG) {
-                a[cbase + i] = a[cbase + i] / d;
+                a[cbase + i] = ldexp(a[cbase + i], -ed) / dd;
             }
             storageBarrier();
             workgroupBarrier();

@@ -72,11 +72,13 @@ fn column_norms(
     workgroupBarrier();
     let scale = reduce_max(lid);
     workgroupBarrier();
+    // Scale by a power of two (exact, and no reciprocal of a huge scale that a GPU would flush
+    // to zero as a denormal): x / 2^e with scale = f · 2^e, f in [0.5, 1).
+    let e = frexp(scale).exp;
     var s = 0.0;
     if scale > 0.0 && scale <= 3.40282347e38 {
-        let inv = 1.0 / scale;
         for (var i = lid; i < p.rows; i += WG) {
-            let x = a[base + i] * inv;
+            let x = ldexp(a[base + i], -e);
             s = fma(x, x, s);
         }
     }
@@ -85,7 +87,10 @@ fn column_norms(
     let total = reduce_sum(lid);
     let nan = atomicLoad(&nan_seen);
     if lid == 0u {
-        var r = scale * sqrt(total);
+        var r = ldexp(sqrt(total), e);
+        if scale == 0.0 {
+            r = 0.0;
+        }
         if scale > 3.40282347e38 {
             r = scale;
         }
