@@ -38,6 +38,9 @@ pub enum LimitsPolicy {
 pub struct ContextOptions {
     /// Which limits to request.
     pub limits: LimitsPolicy,
+    /// Use only the portable kernels even where the adapter has subgroup operations (to test
+    /// or compare the portable path).
+    pub disable_subgroups: bool,
 }
 
 /// A WGSL kernel family: one file under `wgsl/`, compiled in.
@@ -85,6 +88,8 @@ pub struct Context {
     pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
     submissions: AtomicU64,
     readbacks: AtomicU64,
+    /// Smallest and largest subgroup size, when subgroup kernels may be used.
+    subgroups: Option<(u32, u32)>,
     /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
     /// the next [`Context::submit`] instead of wgpu's default panic.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -169,6 +174,9 @@ impl Context {
     fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
         let features = device.features();
+        let subgroups = features
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some((info.subgroup_min_size, info.subgroup_max_size));
         Self {
             device,
             queue,
@@ -179,6 +187,7 @@ impl Context {
             pipelines: Mutex::new(HashMap::new()),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
+            subgroups,
             uncaptured: Arc::new(Mutex::new(None)),
         }
     }
@@ -200,8 +209,12 @@ impl Context {
 
     /// One line naming the adapter, its backend and device type.
     pub fn describe(&self) -> String {
+        let subgroups = match self.subgroups {
+            Some((min, max)) => format!("subgroups {min}..{max}"),
+            None => "no subgroups".to_string(),
+        };
         format!(
-            "{} ({:?}, {:?}, driver {} {})",
+            "{} ({:?}, {:?}, driver {} {}, {subgroups})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -218,6 +231,15 @@ impl Context {
     /// The optional features metalcore enabled (timestamp queries, subgroups) where present.
     pub fn features(&self) -> wgpu::Features {
         self.features
+    }
+
+    /// Whether kernels with subgroup operations can run with `workgroup` invocations: the
+    /// device has them, and every possible subgroup size is at least 4 and divides `workgroup`.
+    pub(crate) fn subgroups_usable(&self, workgroup: u32) -> bool {
+        match self.subgroups {
+            Some((min, max)) => min >= 4 && max <= workgroup && workgroup.is_multiple_of(max),
+            None => false,
+        }
     }
 
     /// Submissions and read-backs so far.

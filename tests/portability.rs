@@ -61,7 +61,15 @@ fn every_kernel_translates_to_msl_hlsl_spirv_glsl_and_fits_default_limits() {
 fn check_file(name: &str, source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| format!("{name}: WGSL parse: {}", e.emit_to_string(source)))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    // Subgroup kernels (marked `requires: subgroups`) are chosen only on adapters that have them.
+    let caps = if source.contains("// requires: subgroups") {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::default()
+    };
+    let info = Validator::new(ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .map_err(|e| format!("{name}: validation: {}", e.emit_to_string(source)))?;
     let constants = Default::default();

@@ -173,15 +173,34 @@ fn qr_of_awkward_matrices() {
 
 #[test]
 fn geqr2_matches_lapack_convention_in_f64() {
-    let ctx = ctx();
+    geqr2_against_f64(ctx());
+}
+
+/// The portable panel kernel, on an adapter that would otherwise use the subgroup one.
+#[test]
+fn geqr2_portable_panel_matches_lapack_convention_in_f64() {
+    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
+        disable_subgroups: true,
+        ..Default::default()
+    })
+    .unwrap();
+    geqr2_against_f64(&portable);
+}
+
+fn geqr2_against_f64(ctx: &metalcore::Context) {
+    let up = |m: &Mat| {
+        let data: Vec<f32> = m.data.iter().map(|&x| x as f32).collect();
+        GpuMatrix::from_col_major(ctx, m.rows, m.cols, &data).unwrap()
+    };
+    let down = |g: &GpuMatrix| Mat::from_f32(g.rows(), g.cols(), &g.to_col_major(ctx).unwrap());
     for (s, &(m, n)) in [(1, 1), (7, 3), (3, 7), (40, 17), (33, 33)]
         .iter()
         .enumerate()
     {
         let a = random(m, n, 400 + s as u64);
-        let (rv, tau) = geqr2(ctx, &upload(&a)).unwrap();
-        let rv = download(&rv);
-        let tau = download(&tau).data;
+        let (rv, tau) = geqr2(ctx, &up(&a)).unwrap();
+        let rv = down(&rv);
+        let tau = down(&tau).data;
         let (rv_ref, tau_ref) = geqr2_f64(&a);
         // Same sign convention, so R, V and tau agree elementwise up to rounding: each entry is
         // the result of O(m·n) f32 operations on O(‖A‖) values.

@@ -43,6 +43,11 @@ impl<'a> Mats<'a> {
     }
 }
 
+pub(crate) const SOURCE_SUBGROUP: KernelSource = KernelSource {
+    name: "householder_sg",
+    source: include_str!("../../wgsl/householder_sg.wgsl"),
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -80,10 +85,22 @@ fn dispatch(
     buffers: [&wgpu::Buffer; 3],
     groups: u32,
 ) {
+    dispatch_from(rec, ctx, &SOURCE, entry, params, buffers, groups)
+}
+
+fn dispatch_from(
+    rec: &mut Recorder,
+    ctx: &Context,
+    source: &KernelSource,
+    entry: &'static str,
+    params: &Params,
+    buffers: [&wgpu::Buffer; 3],
+    groups: u32,
+) {
     let wg = wg(ctx);
     rec.dispatch(
         ctx,
-        &SOURCE,
+        source,
         entry,
         &[("WG", wg as f64)],
         params,
@@ -128,14 +145,21 @@ pub(crate) fn panel(
         tau_stride: tau.stride as u32,
         ..Default::default()
     };
-    dispatch(
-        rec,
-        ctx,
-        "geqr2_panel",
-        &params,
-        [a.buffer, tau.buffer, tau.buffer],
-        batch as u32,
-    );
+    let buffers = [a.buffer, tau.buffer, tau.buffer];
+    if ctx.subgroups_usable(wg(ctx)) {
+        let entry = "geqr2_panel_sg";
+        dispatch_from(
+            rec,
+            ctx,
+            &SOURCE_SUBGROUP,
+            entry,
+            &params,
+            buffers,
+            batch as u32,
+        );
+    } else {
+        dispatch(rec, ctx, "geqr2_panel", &params, buffers, batch as u32);
+    }
 }
 
 /// Writes the reflectors of columns `j0 .. j0+k` as explicit (m-j0)×k matrices V (unit diagonal,

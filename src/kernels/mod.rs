@@ -12,7 +12,12 @@ use crate::context::KernelSource;
 
 /// Every kernel family compiled into the crate (the portability test checks the `wgsl/` folder
 /// against this list).
-pub(crate) const ALL: &[&KernelSource] = &[&gemm::SOURCE, &householder::SOURCE, &norms::SOURCE];
+pub(crate) const ALL: &[&KernelSource] = &[
+    &gemm::SOURCE,
+    &householder::SOURCE,
+    &householder::SOURCE_SUBGROUP,
+    &norms::SOURCE,
+];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.
 #[derive(Clone, Copy, Debug)]
