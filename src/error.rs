@@ -113,6 +113,23 @@ pub enum Error {
         index: usize,
     },
 
+    /// A least-squares or solve problem whose matrix is rank-deficient (or singular): R from its
+    /// QR has a diagonal element negligible against the largest.
+    #[error(
+        "{op}: matrix {matrix} ({shape}) is rank-deficient: column {column} (0-based) of R has \
+         |R_ii| <= max(m, n)·ε·max|R_jj|; a full-rank matrix is needed"
+    )]
+    RankDeficient {
+        /// The operation.
+        op: &'static str,
+        /// Which matrix of a batch (0 for a single matrix).
+        matrix: usize,
+        /// The first such column, 0-based.
+        column: usize,
+        /// The matrix's shape.
+        shape: Shape,
+    },
+
     /// wgpu reported an error while the operation was recorded or run.
     #[error("{op}: the GPU reported an error: {message}")]
     Gpu {
