@@ -4,6 +4,7 @@
 //!
 //! Nothing here validates: the public operations in `linalg` check shapes and limits first.
 
+pub(crate) mod batched_qr;
 pub(crate) mod gemm;
 pub(crate) mod householder;
 pub(crate) mod norms;
@@ -12,7 +13,12 @@ use crate::context::KernelSource;
 
 /// Every kernel family compiled into the crate (the portability test checks the `wgsl/` folder
 /// against this list).
-pub(crate) const ALL: &[&KernelSource] = &[&gemm::SOURCE, &householder::SOURCE, &norms::SOURCE];
+pub(crate) const ALL: &[&KernelSource] = &[
+    &batched_qr::SOURCE,
+    &gemm::SOURCE,
+    &householder::SOURCE,
+    &norms::SOURCE,
+];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.
 #[derive(Clone, Copy, Debug)]
