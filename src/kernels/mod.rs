@@ -4,6 +4,7 @@
 //!
 //! Nothing here validates: the public operations in `linalg` check shapes and limits first.
 
+pub(crate) mod batched_qr;
 pub(crate) mod copy;
 pub(crate) mod gemm;
 pub(crate) mod householder;
@@ -14,6 +15,7 @@ use crate::context::KernelSource;
 /// Every kernel family compiled into the crate (the portability test checks the `wgsl/` folder
 /// against this list).
 pub(crate) const ALL: &[&KernelSource] = &[
+    &batched_qr::SOURCE,
     &copy::SOURCE,
     &gemm::SOURCE,
     &householder::SOURCE,

@@ -1,6 +1,7 @@
 //! The public operations, one module per family. Each validates its inputs, records its
 //! dispatches into one [`Recorder`](crate::context::Recorder) and submits once.
 
+pub mod batched;
 pub mod blas;
 pub mod householder;
 pub mod qr;

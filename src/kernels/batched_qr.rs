@@ -1,0 +1,251 @@
+//! `wgsl/batched_qr.wgsl`: QR, least squares and back substitution of many small matrices, one
+//! workgroup per matrix (or several matrices per workgroup for tiny sizes), each matrix held in
+//! workgroup memory from load to result.
+//!
+//! [`Small`] is a kernel variant: the override constants that size the workgroup array to one
+//! problem shape and split it among invocations. [`Small::new`] returns `None` when the shape does
+//! not fit the adapter's workgroup memory or invocation limit; the caller then takes the blocked
+//! path. Matrices of a batch are consecutive (matrix b at `b * rows * cols`), outputs likewise.
+
+use super::householder::Mats;
+use crate::context::{grid, Access, Context, KernelSource, Recorder};
+
+pub(crate) const SOURCE: KernelSource = KernelSource {
+    name: "batched_qr",
+    source: include_str!("../../wgsl/batched_qr.wgsl"),
+};
+
+/// Invocations a workgroup of tiny matrices aims for (several matrices share one workgroup until
+/// about this many lanes are busy).
+const TARGET_INVOCATIONS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    a_offset: u32,
+    b_offset: u32,
+    out_offset: u32,
+    aux_offset: u32,
+    n: u32,
+    nrhs: u32,
+    ldr: u32,
+    r_stride: u32,
+    ldc: u32,
+    c_stride: u32,
+    _pad: u32,
+}
+
+/// A variant of the one-workgroup-per-matrix kernels for one problem shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Small {
+    m: usize,
+    n: usize,
+    k: usize,
+    nrhs: usize,
+    qcols: usize,
+    r_rows: usize,
+    ld: usize,
+    cols: usize,
+    /// Lanes per matrix.
+    tpm: usize,
+    /// Matrices per workgroup.
+    mpw: usize,
+    /// Floats of workgroup memory per matrix.
+    per: usize,
+}
+
+impl Small {
+    /// The variant for m×n matrices with `nrhs` right-hand sides appended (least squares),
+    /// forming `qcols` columns of Q (0: none) and writing `r_rows` rows of R, or `None` when one
+    /// matrix does not fit the adapter's workgroup memory.
+    pub fn new(
+        ctx: &Context,
+        m: usize,
+        n: usize,
+        nrhs: usize,
+        qcols: usize,
+        r_rows: usize,
+    ) -> Option<Self> {
+        let k = m.min(n);
+        let ld = m | 1;
+        let cols = (n + nrhs).max(qcols);
+        let per = ld.checked_mul(cols)?.checked_add(3 * k)?;
+        let limits = ctx.limits();
+        let max_inv = (limits.max_compute_invocations_per_workgroup as usize).min(256);
+        let tpm = cols.min(max_inv).max(1);
+        let bytes = |mpw: usize| -> Option<u32> { u32::try_from(per.checked_mul(mpw)? * 4).ok() };
+        if !ctx.fits_workgroup(bytes(1)?, tpm as u32) {
+            return None;
+        }
+        let mut mpw = (TARGET_INVOCATIONS / tpm).max(1);
+        while mpw > 1 && !bytes(mpw).is_some_and(|b| ctx.fits_workgroup(b, (tpm * mpw) as u32)) {
+            mpw -= 1;
+        }
+        Some(Self {
+            m,
+            n,
+            k,
+            nrhs,
+            qcols,
+            r_rows,
+            ld,
+            cols,
+            tpm,
+            mpw,
+            per,
+        })
+    }
+
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("M", self.m),
+            ("N", self.n),
+            ("K", self.k),
+            ("NRHS", self.nrhs),
+            ("QCOLS", self.qcols),
+            ("R_ROWS", self.r_rows),
+            ("LD", self.ld),
+            ("COLS", self.cols),
+            ("TPM", self.tpm),
+            ("MPW", self.mpw),
+            ("PER", self.per),
+            ("SM", self.per * self.mpw),
+            ("WG", self.tpm * self.mpw),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v as f64))
+        .collect()
+    }
+
+    fn groups(&self, ctx: &Context, batch: usize) -> [u32; 3] {
+        grid(ctx, batch.div_ceil(self.mpw) as u32)
+    }
+
+    /// QR of `batch` matrices starting at element `a_offset` of `a`: R (r_rows×n each) to `r`
+    /// from element `r_offset`, Q (m×qcols each) to `q` from `q_offset` when qcols > 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_qr(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        a: &wgpu::Buffer,
+        a_offset: usize,
+        q: Option<(&wgpu::Buffer, usize)>,
+        r: &wgpu::Buffer,
+        r_offset: usize,
+        batch: usize,
+    ) {
+        debug_assert_eq!(q.is_some(), self.qcols > 0);
+        let params = Params {
+            batch: batch as u32,
+            a_offset: a_offset as u32,
+            out_offset: q.map_or(0, |q| q.1 as u32),
+            aux_offset: r_offset as u32,
+            ..Default::default()
+        };
+        // Mode R binds R in Q's place (written by nobody there).
+        let q_buffer = q.map_or(r, |q| q.0);
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "qr_small",
+            &self.constants(),
+            &params,
+            &[
+                (a, Access::Read),
+                (a, Access::Read),
+                (q_buffer, Access::ReadWrite),
+                (r, Access::ReadWrite),
+            ],
+            self.groups(ctx, batch),
+        );
+    }
+
+    /// Least squares min ‖A X − B‖ for `batch` systems: A (m×n each) from `a_offset` of `a`,
+    /// B (m×nrhs each) from `b_offset` of `b`; X (n×nrhs each) to `x` from `x_offset`, and per
+    /// matrix 1 + the first exactly-zero diagonal index of R (0: none) to `info` from
+    /// `info_offset`, as f32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_lstsq(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        a: (&wgpu::Buffer, usize),
+        b: (&wgpu::Buffer, usize),
+        x: (&wgpu::Buffer, usize),
+        info: (&wgpu::Buffer, usize),
+        batch: usize,
+    ) {
+        let params = Params {
+            batch: batch as u32,
+            a_offset: a.1 as u32,
+            b_offset: b.1 as u32,
+            out_offset: x.1 as u32,
+            aux_offset: info.1 as u32,
+            ..Default::default()
+        };
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "lstsq_small",
+            &self.constants(),
+            &params,
+            &[
+                (a.0, Access::Read),
+                (b.0, Access::Read),
+                (x.0, Access::ReadWrite),
+                (info.0, Access::ReadWrite),
+            ],
+            self.groups(ctx, batch),
+        );
+    }
+}
+
+/// R X = C[0:n] for `batch` systems, one workgroup each, in global memory: R is the upper
+/// triangle of the n×n leading block of each matrix in `r` (as left by the blocked
+/// factorization), C = QᵀB in `c` (nrhs columns each). X (n×nrhs, consecutive) goes to `x` from
+/// element `x_offset`; 1 + the first exactly-zero diagonal index (0: none) to `info` from
+/// `info_offset`, as f32.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_back_substitute(
+    rec: &mut Recorder,
+    ctx: &Context,
+    n: usize,
+    nrhs: usize,
+    r: Mats,
+    c: Mats,
+    x: (&wgpu::Buffer, usize),
+    info: (&wgpu::Buffer, usize),
+    batch: usize,
+) {
+    let params = Params {
+        batch: batch as u32,
+        a_offset: r.offset as u32,
+        b_offset: c.offset as u32,
+        out_offset: x.1 as u32,
+        aux_offset: info.1 as u32,
+        n: n as u32,
+        nrhs: nrhs as u32,
+        ldr: r.ld as u32,
+        r_stride: r.stride as u32,
+        ldc: c.ld as u32,
+        c_stride: c.stride as u32,
+        _pad: 0,
+    };
+    let wg = ctx.limits().max_compute_invocations_per_workgroup.min(256);
+    rec.dispatch(
+        ctx,
+        &SOURCE,
+        "back_substitute",
+        &[("WG", wg as f64)],
+        &params,
+        &[
+            (r.buffer, Access::Read),
+            (c.buffer, Access::Read),
+            (x.0, Access::ReadWrite),
+            (info.0, Access::ReadWrite),
+        ],
+        grid(ctx, batch as u32),
+    );
+}
