@@ -7,12 +7,18 @@
 pub(crate) mod gemm;
 pub(crate) mod householder;
 pub(crate) mod norms;
+pub(crate) mod trsm;
 
 use crate::context::KernelSource;
 
 /// Every kernel family compiled into the crate (the portability test checks the `wgsl/` folder
 /// against this list).
-pub(crate) const ALL: &[&KernelSource] = &[&gemm::SOURCE, &householder::SOURCE, &norms::SOURCE];
+pub(crate) const ALL: &[&KernelSource] = &[
+    &gemm::SOURCE,
+    &householder::SOURCE,
+    &norms::SOURCE,
+    &trsm::SOURCE,
+];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.
 #[derive(Clone, Copy, Debug)]

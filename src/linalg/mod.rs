@@ -4,6 +4,7 @@
 pub mod blas;
 pub mod householder;
 pub mod qr;
+pub mod trsm;
 
 use crate::error::{Error, Result, Shape};
 
