@@ -26,8 +26,8 @@
 // backward stable ((T + ΔT)·y = z with |ΔT| ≤ γ_w |T|, Higham, Accuracy and Stability, Thm 8.5);
 // a zero diagonal gives IEEE inf/NaN, a NaN stays in its own system.
 //
-// Workgroup storage: (NB·NB + NB·RC)·4 bytes: 12 KiB at the defaults (NB = 32, RC = 64), within
-// WebGPU's 16 KiB; the Rust side picks NB = 64 only where the adapter allows it.
+// Workgroup storage: (NB·NB + (NB + 1)·RC)·4 bytes: 12.3 KiB at the defaults (NB = 32, RC = 64),
+// within WebGPU's 16 KiB; the Rust side picks NB = 64 only where the adapter allows it.
 
 override NB: u32 = 32u;
 override RC: u32 = 64u;
@@ -36,6 +36,9 @@ override TRANS_A: bool = false;
 override UNIT: bool = false;
 
 const WG: u32 = 256u;
+// Column stride of the tile in workgroup memory, padded by one so that the right side's loads
+// and stores (consecutive invocations on consecutive columns) do not hit one bank.
+override TS: u32 = NB + 1u;
 
 struct Params {
     w: u32,             // order of T
@@ -61,9 +64,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s: array<f32>;
 
-// T column-major (i + j·NB), the tile column-major (i + c·NB).
+// T column-major (i + j·NB), the tile column-major (i + c·TS).
 var<workgroup> t_blk: array<f32, NB * NB>;
-var<workgroup> tile: array<f32, NB * RC>;
+var<workgroup> tile: array<f32, TS * RC>;
 
 // Element e of a w×kc tile, ordered along the contiguous direction of X.
 fn tile_coord(e: u32, kc: u32) -> vec2<u32> {
@@ -103,14 +106,14 @@ fn solve_block(
     }
     for (var e = tid; e < w * kc; e += WG) {
         let ic = tile_coord(e, kc);
-        tile[ic.x + ic.y * NB] = x[x_base + ic.x * p.x_rs + ic.y * p.x_cs];
+        tile[ic.x + ic.y * TS] = x[x_base + ic.x * p.x_rs + ic.y * p.x_cs];
     }
     workgroupBarrier();
 
     let first = select(w - 1u, 0u, FORWARD);
     if !UNIT {
         for (var c = tid; c < kc; c += WG) {
-            tile[first + c * NB] = tile[first + c * NB] / t_blk[first + first * NB];
+            tile[first + c * TS] = tile[first + c * TS] / t_blk[first + first * NB];
         }
     }
     workgroupBarrier();
@@ -123,11 +126,11 @@ fn solve_block(
             let c = e / NB;
             let live = i < w && c < kc && select((i < kk), (i > kk), FORWARD);
             if live {
-                var v = fma(-t_blk[i + kk * NB], tile[kk + c * NB], tile[i + c * NB]);
+                var v = fma(-t_blk[i + kk * NB], tile[kk + c * TS], tile[i + c * TS]);
                 if !UNIT && i == next {
                     v = v / t_blk[i + i * NB];
                 }
-                tile[i + c * NB] = v;
+                tile[i + c * TS] = v;
             }
         }
         workgroupBarrier();
@@ -136,7 +139,7 @@ fn solve_block(
     let s_base = p.s_offset + b * p.s_stride + c0 * p.s_cs;
     for (var e = tid; e < w * kc; e += WG) {
         let ic = tile_coord(e, kc);
-        let v = tile[ic.x + ic.y * NB];
+        let v = tile[ic.x + ic.y * TS];
         x[x_base + ic.x * p.x_rs + ic.y * p.x_cs] = v;
         if p.write_scratch != 0u {
             s[s_base + ic.x * p.s_rs + ic.y * p.s_cs] = v;

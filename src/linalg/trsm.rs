@@ -10,8 +10,8 @@
 //! handle by addressing, without transposing anything. Let T be the triangular matrix actually
 //! applied to the rows (left) or columns (right) of X; it is lower or upper, and substitution
 //! runs forward or backward accordingly. X starts as a copy of B and is solved in place by
-//! blocks of nb rows of T (nb = 64 where the adapter offers 24 KiB of workgroup storage, else
-//! 32), in substitution order:
+//! blocks of nb rows of T (nb = 64 where the adapter offers 24.1 KiB of workgroup storage,
+//! else 32), in substitution order:
 //! 1. the diagonal block: one workgroup per chunk of right-hand sides holds T_jj and the chunk
 //!    in workgroup memory and solves it by substitution (`solve_block`), writing X_j in place
 //!    and into a scratch buffer;
