@@ -36,6 +36,10 @@ pub use linalg::batched::{
 pub use linalg::blas::{column_norms, gemm, matmul};
 pub use linalg::householder::{geqr2, larfb, larft};
 pub use linalg::qr::{geqrf, qr, qr_with, Qr, QrFactors, QrMode, QrOptions};
+pub use linalg::trsm::{
+    trsm, trsm_batched, trsm_batched_checked, trsm_batched_in_place, trsm_checked, trsm_in_place,
+    Side, TrsmOptions, Uplo,
+};
 pub use matrix::{GpuBatch, GpuMatrix};
 
 /// The WGSL source of every kernel family, as `(name, source)`: what the portability test

@@ -9,6 +9,7 @@ pub(crate) mod copy;
 pub(crate) mod gemm;
 pub(crate) mod householder;
 pub(crate) mod norms;
+pub(crate) mod trsm;
 
 use crate::context::KernelSource;
 
@@ -21,6 +22,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &householder::SOURCE,
     &householder::SOURCE_SUBGROUP,
     &norms::SOURCE,
+    &trsm::SOURCE,
 ];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.

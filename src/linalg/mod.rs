@@ -5,6 +5,7 @@ pub mod batched;
 pub mod blas;
 pub mod householder;
 pub mod qr;
+pub mod trsm;
 
 use crate::error::{Error, Result, Shape};
 

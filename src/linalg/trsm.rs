@@ -1,0 +1,501 @@
+//! Triangular solve (BLAS `strsm`, LAPACK `strtrs`), single and batched.
+//!
+//! Solves op(A)·X = B ([`Side::Left`]) or X·op(A) = B ([`Side::Right`]) for X, where A is n×n
+//! lower or upper triangular ([`Uplo`]), op(A) is A or Aᵀ (`trans`), and the diagonal is taken
+//! as read or as all ones (`unit_diagonal`). Only the triangle named by `uplo` is read; the
+//! other triangle (and, with a unit diagonal, the diagonal) may hold anything, NaN included.
+//!
+//! # Algorithm
+//! The right side is the left side transposed (X·op(A) = B ⇔ op(A)ᵀ·Xᵀ = Bᵀ), which the kernels
+//! handle by addressing, without transposing anything. Let T be the triangular matrix actually
+//! applied to the rows (left) or columns (right) of X; it is lower or upper, and substitution
+//! runs forward or backward accordingly. X starts as a copy of B and is solved in place by
+//! blocks of nb rows of T (nb = 64 where the adapter offers 24.1 KiB of workgroup storage,
+//! else 32), in substitution order:
+//! 1. the diagonal block: one workgroup per chunk of right-hand sides holds T_jj and the chunk
+//!    in workgroup memory and solves it by substitution (`solve_block`), writing X_j in place
+//!    and into a scratch buffer;
+//! 2. the rest: X_rest ← X_rest − T_rest,j · X_j (right side: X_rest ← X_rest − X_j · T_j,rest),
+//!    one GEMM on the shared tiled kernel, reading the off-diagonal block of A through GEMM's
+//!    transpose flags.
+//!
+//! Almost all flops are in the GEMM updates. Substitution on the diagonal blocks is backward
+//! stable and the blocked method with GEMM updates is normwise backward stable (Higham,
+//! *Accuracy and Stability of Numerical Algorithms*, §8.1 and §13.1), so the residual
+//! ‖op(A)·X − B‖ is O(n·ε)·(‖A‖·‖X‖ + ‖B‖), whatever the conditioning of A.
+//!
+//! Batched solves run the same code with a stride per matrix: for n ≤ nb the whole system is one
+//! diagonal block, so each system is solved by one workgroup (per chunk of right-hand sides) in
+//! workgroup memory, in one launch; larger systems go through the blocked path, batched GEMMs
+//! included. Every call records into one submission and reads nothing back, except the
+//! `*_checked` calls, which read back the diagonal (n floats per matrix) to report an exact zero.
+//!
+//! # Singular and non-finite input
+//! An exact zero on a non-unit diagonal makes the plain calls return whatever IEEE arithmetic
+//! gives (inf and NaN in the affected rows); [`trsm_checked`] and [`trsm_batched_checked`]
+//! report it as [`Error::Singular`] with the 0-based index of the first zero, as `strtrs` does
+//! with `info`. NaN or inf in A or B propagates to the parts of X that depend on it, and never
+//! crosses from one system of a batch to another.
+
+use crate::context::{Context, Recorder};
+use crate::error::{Error, Result, Shape};
+use crate::kernels::gemm::Gemm;
+use crate::kernels::householder::Mats;
+use crate::kernels::trsm::{self as kt, SolveBlock, Tile, Variant};
+use crate::kernels::View;
+use crate::linalg::non_empty;
+use crate::matrix::{GpuBatch, GpuMatrix};
+
+/// Which side of X the triangular matrix is on (BLAS `side`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// op(A)·X = B (BLAS `'L'`): B is n×k.
+    #[default]
+    Left,
+    /// X·op(A) = B (BLAS `'R'`): B is k×n.
+    Right,
+}
+
+/// Which triangle of A holds the matrix (BLAS `uplo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Uplo {
+    /// A is lower triangular (BLAS `'L'`); the strict upper triangle is not read.
+    #[default]
+    Lower,
+    /// A is upper triangular (BLAS `'U'`); the strict lower triangle is not read.
+    Upper,
+}
+
+/// What to solve: BLAS `strsm`'s `side`, `uplo`, `transa` and `diag`. The default solves
+/// L·X = B with a lower-triangular, non-unit L.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TrsmOptions {
+    /// Left: op(A)·X = B; right: X·op(A) = B.
+    pub side: Side,
+    /// Which triangle of A is used.
+    pub uplo: Uplo,
+    /// op(A) = Aᵀ (BLAS `transa = 'T'`) when set, A otherwise.
+    pub trans: bool,
+    /// Take the diagonal of A as all ones without reading it (BLAS `diag = 'U'`).
+    pub unit_diagonal: bool,
+}
+
+/// The sizes of one (batched) solve: A is n×n, there are k right-hand sides.
+#[derive(Clone, Copy, Debug)]
+struct Problem {
+    n: usize,
+    k: usize,
+    batch: usize,
+    opts: TrsmOptions,
+}
+
+impl Problem {
+    /// The kernel variant and the block order: one block when n fits a workgroup, else blocks
+    /// of the largest order the adapter runs.
+    fn blocking(&self, ctx: &Context) -> (Variant, usize) {
+        let variant = Variant::for_block(self.n.min(Variant::max_block(ctx)), self.k);
+        (variant, variant.nb.min(self.n))
+    }
+}
+
+/// Checks the shapes of A (batch×n×n) and B and returns (n, k), k the number of right-hand
+/// sides. On the right side a vector may be given as 1×n or n×1 (same storage).
+fn check_shapes(
+    op: &'static str,
+    a: Shape,
+    b: Shape,
+    opts: &TrsmOptions,
+    ctx: &Context,
+) -> Result<(usize, usize)> {
+    if a.rows != a.cols {
+        return Err(Error::shape(
+            op,
+            format!("A must be square (triangular n×n), but A is {a}"),
+        ));
+    }
+    non_empty(op, "a", a)?;
+    if a.batch != b.batch {
+        return Err(Error::shape(
+            op,
+            format!(
+                "A holds {} matrices but B holds {} (A is {a}, B is {b})",
+                a.batch, b.batch
+            ),
+        ));
+    }
+    let n = a.rows;
+    let k = match opts.side {
+        Side::Left if b.rows == n => b.cols,
+        Side::Right if b.cols == n => b.rows,
+        Side::Right if b.cols == 1 && b.rows == n => 1,
+        Side::Left => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "op(A)·X = B needs B with {n} rows (A is {a}), but B is {b}: B must be \
+                     {n}×k (or {n}×1 for a vector)"
+                ),
+            ))
+        }
+        Side::Right => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "X·op(A) = B needs B with {n} columns (A is {a}), but B is {b}: B must be \
+                     k×{n} (or {n}×1 / 1×{n} for a vector)"
+                ),
+            ))
+        }
+    };
+    non_empty(op, "b", b)?;
+    // The kernels index with 32-bit integers.
+    for (what, shape) in [("A", a), ("B", b)] {
+        let elements = (shape.batch * shape.rows * shape.cols) as u64;
+        if elements > u32::MAX as u64 {
+            return Err(Error::TooLarge {
+                op,
+                what: if what == "A" {
+                    "A's elements (32-bit indexing)"
+                } else {
+                    "B's elements (32-bit indexing)"
+                },
+                needed: elements,
+                limit: u32::MAX as u64,
+                shape,
+            });
+        }
+        ctx.check_elements(op, elements, shape)?;
+    }
+    Ok((n, k))
+}
+
+/// Records the in-place solve of the `batch` systems: `a` holds the n×n triangular matrices,
+/// `x` (left: n×k, ld n; right: k×n, ld k) holds B on entry and X on exit. Allocates the scratch
+/// buffer the blocked path needs (it lives as long as the recorded commands).
+fn record_solve(
+    rec: &mut Recorder,
+    ctx: &Context,
+    op: &'static str,
+    p: &Problem,
+    a: Mats,
+    x: Mats,
+) -> Result<()> {
+    let (n, k) = (p.n, p.k);
+    let right = p.opts.side == Side::Right;
+    // T is op(A) (left) or op(A)ᵀ (right): read transposed and lower/upper accordingly.
+    let read_t = p.opts.trans ^ right;
+    let forward = (p.opts.uplo == Uplo::Lower) ^ read_t;
+    let (variant, nb) = p.blocking(ctx);
+    let blocks = n.div_ceil(nb);
+
+    let scratch = if blocks > 1 {
+        let elements = (nb * k * p.batch) as u64;
+        let shape = Shape::batch(p.batch, nb, k);
+        if elements > u32::MAX as u64 {
+            return Err(Error::TooLarge {
+                op,
+                what: "the block workspace's elements (32-bit indexing)",
+                needed: elements,
+                limit: u32::MAX as u64,
+                shape,
+            });
+        }
+        ctx.check_elements(op, elements, shape)?;
+        Some(ctx.storage_buffer("metalcore trsm workspace", elements))
+    } else {
+        None
+    };
+    // Left: scratch is nb×k (ld nb); right: k×nb (ld k). Either way nb·k per system.
+    let s_stride = nb * k;
+    let (s_rs, s_cs, s_ld) = if right { (k, 1, k) } else { (1, nb, nb) };
+
+    let order: Vec<usize> = if forward {
+        (0..blocks).collect()
+    } else {
+        (0..blocks).rev().collect()
+    };
+    // The off-diagonal block of op(A) at (r, c), as a GEMM operand and its transpose flag.
+    let op_a = |r: usize, c: usize| -> (View, bool) {
+        if p.opts.trans {
+            (a.at(c, r).view(), true)
+        } else {
+            (a.at(r, c).view(), false)
+        }
+    };
+    for (step, &blk) in order.iter().enumerate() {
+        let j0 = blk * nb;
+        let w = nb.min(n - j0);
+        let last = step + 1 == blocks;
+        let x_tile = if right {
+            Tile {
+                buffer: x.buffer,
+                offset: x.offset + j0 * x.ld,
+                rs: x.ld,
+                cs: 1,
+                stride: x.stride,
+            }
+        } else {
+            Tile {
+                buffer: x.buffer,
+                offset: x.offset + j0,
+                rs: 1,
+                cs: x.ld,
+                stride: x.stride,
+            }
+        };
+        let scratch_tile = match (&scratch, last) {
+            (Some(buffer), false) => Some(Tile {
+                buffer,
+                offset: 0,
+                rs: s_rs,
+                cs: s_cs,
+                stride: s_stride,
+            }),
+            _ => None,
+        };
+        SolveBlock {
+            variant,
+            w,
+            k,
+            batch: p.batch,
+            a: a.at(j0, j0),
+            trans_a: read_t,
+            forward,
+            unit: p.opts.unit_diagonal,
+            x: x_tile,
+            scratch: scratch_tile,
+        }
+        .record(rec, ctx);
+        if last {
+            break;
+        }
+        let Some(s_buf) = &scratch else { break };
+        // The rows (left) / columns (right) still to update: after the block going forward,
+        // before it going backward.
+        let (r0, r) = if forward {
+            (j0 + w, n - j0 - w)
+        } else {
+            (0, j0)
+        };
+        let s_view = View::new(s_buf, 0, s_ld);
+        let gemm = if right {
+            // X[:, r0..r0+r] -= X_j (k×w) · op(A)[j0..j0+w, r0..r0+r]
+            let (av, ta) = op_a(j0, r0);
+            Gemm::new(
+                k,
+                r,
+                w,
+                -1.0,
+                s_view,
+                false,
+                av,
+                ta,
+                1.0,
+                x.at(0, r0).view(),
+            )
+            .batched(p.batch, [s_stride, a.stride, x.stride])
+        } else {
+            // X[r0..r0+r, :] -= op(A)[r0..r0+r, j0..j0+w] · X_j (w×k)
+            let (av, ta) = op_a(r0, j0);
+            Gemm::new(
+                r,
+                k,
+                w,
+                -1.0,
+                av,
+                ta,
+                s_view,
+                false,
+                1.0,
+                x.at(r0, 0).view(),
+            )
+            .batched(p.batch, [a.stride, s_stride, x.stride])
+        };
+        gemm.record(rec, ctx);
+    }
+    Ok(())
+}
+
+/// Records the diagonal extraction the checked calls read back; returns its buffer.
+fn record_diagonal(rec: &mut Recorder, ctx: &Context, p: &Problem, a: Mats) -> wgpu::Buffer {
+    let diag = ctx.storage_buffer("metalcore trsm diagonal", (p.n * p.batch) as u64);
+    kt::extract_diagonal(rec, ctx, p.n, p.batch, a, &diag, 0);
+    diag
+}
+
+/// Reads the diagonal back and reports the first exact zero, as `strtrs`'s info.
+fn check_diagonal(ctx: &Context, op: &'static str, p: &Problem, diag: &wgpu::Buffer) -> Result<()> {
+    let d = ctx.read_buffer("trsm diagonal", diag, 0, (p.n * p.batch) as u64)?;
+    match d.iter().position(|&v| v == 0.0) {
+        Some(pos) => Err(Error::Singular {
+            op,
+            matrix: pos / p.n,
+            index: pos % p.n,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Solve on `batch` matrices: `a_buf` holds A, `x_buf` B on entry (already copied there) and X
+/// on exit. `checked` also extracts and checks the diagonal (one read-back).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ctx: &Context,
+    op: &'static str,
+    mut rec: Recorder,
+    p: &Problem,
+    a_buf: &wgpu::Buffer,
+    x_buf: &wgpu::Buffer,
+    checked: bool,
+) -> Result<()> {
+    let a = Mats::new(a_buf, 0, p.n, p.n * p.n);
+    let x_ld = if p.opts.side == Side::Left { p.n } else { p.k };
+    let x = Mats::new(x_buf, 0, x_ld, p.n * p.k);
+    let diag = (checked && !p.opts.unit_diagonal).then(|| record_diagonal(&mut rec, ctx, p, a));
+    record_solve(&mut rec, ctx, op, p, a, x)?;
+    ctx.submit(rec)?;
+    match diag {
+        Some(d) => check_diagonal(ctx, op, p, &d),
+        None => Ok(()),
+    }
+}
+
+fn solve_new(
+    ctx: &Context,
+    op: &'static str,
+    a: &GpuMatrix,
+    b: &GpuMatrix,
+    opts: &TrsmOptions,
+    checked: bool,
+) -> Result<GpuMatrix> {
+    let (n, k) = check_shapes(op, a.shape_struct(), b.shape_struct(), opts, ctx)?;
+    let p = Problem {
+        n,
+        k,
+        batch: 1,
+        opts: *opts,
+    };
+    let x = GpuMatrix::uninit(ctx, op, b.rows(), b.cols())?;
+    let mut rec = ctx.recorder(op);
+    rec.copy(&b.buffer, 0, &x.buffer, 0, b.len() as u64);
+    run(ctx, op, rec, &p, &a.buffer, &x.buffer, checked)?;
+    Ok(x)
+}
+
+fn solve_batch_new(
+    ctx: &Context,
+    op: &'static str,
+    a: &GpuBatch,
+    b: &GpuBatch,
+    opts: &TrsmOptions,
+    checked: bool,
+) -> Result<GpuBatch> {
+    let (n, k) = check_shapes(op, a.shape_struct(), b.shape_struct(), opts, ctx)?;
+    let p = Problem {
+        n,
+        k,
+        batch: a.batch(),
+        opts: *opts,
+    };
+    let x = GpuBatch::uninit(ctx, op, b.batch(), b.rows(), b.cols())?;
+    let mut rec = ctx.recorder(op);
+    rec.copy(&b.buffer, 0, &x.buffer, 0, b.len() as u64);
+    run(ctx, op, rec, &p, &a.buffer, &x.buffer, checked)?;
+    Ok(x)
+}
+
+/// Triangular solve (BLAS `strsm` with alpha = 1): returns X with op(A)·X = B
+/// ([`Side::Left`], B n×k) or X·op(A) = B ([`Side::Right`], B k×n), X shaped as B.
+///
+/// A is n×n; only the triangle named by `opts.uplo` is read (and its diagonal unless
+/// `opts.unit_diagonal`). B may be a vector: n×1 on either side (1×n also on the right).
+/// One submission, no read-back; blocked with GEMM updates for large n (see the module docs).
+///
+/// An exact zero on a non-unit diagonal is not detected here: X then holds inf/NaN as IEEE
+/// arithmetic gives. Use [`trsm_checked`] for LAPACK `strtrs`-style detection.
+///
+/// Errors: A not square, B's shape not matching A and the side, an empty A or B, or sizes the
+/// device cannot hold, each as an [`Error`] naming `trsm` and the shapes.
+pub fn trsm(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix, opts: &TrsmOptions) -> Result<GpuMatrix> {
+    solve_new(ctx, "trsm", a, b, opts, false)
+}
+
+/// [`trsm`] that reports a singular A like LAPACK `strtrs`: an exact zero on a
+/// non-unit diagonal gives [`Error::Singular`] with the 0-based index of the first such zero
+/// (`matrix` is 0). The diagonal is extracted in the same submission as the solve and read
+/// back (one read-back of n floats); with `unit_diagonal` nothing is checked or read back.
+pub fn trsm_checked(
+    ctx: &Context,
+    a: &GpuMatrix,
+    b: &GpuMatrix,
+    opts: &TrsmOptions,
+) -> Result<GpuMatrix> {
+    solve_new(ctx, "trsm_checked", a, b, opts, true)
+}
+
+/// [`trsm`] in place: B is overwritten with X (BLAS `strsm`'s own convention). One submission,
+/// no read-back.
+pub fn trsm_in_place(
+    ctx: &Context,
+    a: &GpuMatrix,
+    b: &mut GpuMatrix,
+    opts: &TrsmOptions,
+) -> Result<()> {
+    const OP: &str = "trsm_in_place";
+    let (n, k) = check_shapes(OP, a.shape_struct(), b.shape_struct(), opts, ctx)?;
+    let p = Problem {
+        n,
+        k,
+        batch: 1,
+        opts: *opts,
+    };
+    run(ctx, OP, ctx.recorder(OP), &p, &a.buffer, &b.buffer, false)
+}
+
+/// Batched triangular solve: for every b, X_b with op(A_b)·X_b = B_b (left) or
+/// X_b·op(A_b) = B_b (right), the same options for all. A is batch×n×n, B batch×n×k (left) or
+/// batch×k×n (right), as [`trsm`] for each.
+///
+/// For n ≤ 64 (32 on adapters with only WebGPU's default 16 KiB of workgroup storage) each
+/// system is solved by one workgroup holding its matrix and right-hand sides in workgroup memory,
+/// all systems in one launch; larger n take the blocked path with batched GEMMs. One submission,
+/// no read-back. Systems do not affect one another (a NaN stays in its system).
+pub fn trsm_batched(
+    ctx: &Context,
+    a: &GpuBatch,
+    b: &GpuBatch,
+    opts: &TrsmOptions,
+) -> Result<GpuBatch> {
+    solve_batch_new(ctx, "trsm_batched", a, b, opts, false)
+}
+
+/// [`trsm_batched`] with LAPACK `strtrs`-style detection: the first system (in batch order) with
+/// an exact zero on its non-unit diagonal is reported as [`Error::Singular`] (`matrix` its
+/// index, `index` the 0-based position of its first zero). One read-back of n·batch floats;
+/// none with `unit_diagonal`.
+pub fn trsm_batched_checked(
+    ctx: &Context,
+    a: &GpuBatch,
+    b: &GpuBatch,
+    opts: &TrsmOptions,
+) -> Result<GpuBatch> {
+    solve_batch_new(ctx, "trsm_batched_checked", a, b, opts, true)
+}
+
+/// [`trsm_batched`] in place: B is overwritten with X.
+pub fn trsm_batched_in_place(
+    ctx: &Context,
+    a: &GpuBatch,
+    b: &mut GpuBatch,
+    opts: &TrsmOptions,
+) -> Result<()> {
+    const OP: &str = "trsm_batched_in_place";
+    let (n, k) = check_shapes(OP, a.shape_struct(), b.shape_struct(), opts, ctx)?;
+    let p = Problem {
+        n,
+        k,
+        batch: a.batch(),
+        opts: *opts,
+    };
+    run(ctx, OP, ctx.recorder(OP), &p, &a.buffer, &b.buffer, false)
+}
