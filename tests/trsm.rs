@@ -477,6 +477,7 @@ fn webgpu_default_limits_take_the_32_block_variant() {
     // still be right through the 32-block one (single: blocked; batched n = 48: blocked too).
     let ctx = Context::with_options(ContextOptions {
         limits: LimitsPolicy::WebGpuDefaults,
+        ..Default::default()
     })
     .unwrap();
     assert!(ctx.limits().max_compute_workgroup_storage_size <= 16 * 1024);

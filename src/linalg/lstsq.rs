@@ -12,7 +12,7 @@
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result};
 use crate::kernels::copy;
-use crate::kernels::householder::{self as hh, Mats};
+use crate::kernels::householder::Mats;
 use crate::linalg::non_empty;
 use crate::linalg::qr::{self, Plan, Workspace};
 use crate::linalg::trsm::{self, Side, TrsmOptions, Uplo};
@@ -57,7 +57,15 @@ fn record(
     let tm = Mats::new(&t.buffer, 0, plan.nb, 0);
     let src = Mats::new(&a.buffer, 0, m, 0);
     copy::record(rec, ctx, m, n, 1, src, fm, !tall);
-    qr::record_geqrf(rec, ctx, &plan, &ws, fm, Mats::new(&tau.buffer, 0, 1, 0), tm);
+    qr::record_geqrf(
+        rec,
+        ctx,
+        &plan,
+        &ws,
+        fm,
+        Mats::new(&tau.buffer, 0, 1, 0),
+        tm,
+    );
 
     // C (rows × k) carries B in and X out.
     let c = GpuMatrix::uninit(ctx, op, rows, k)?; // zero-initialised by wgpu
@@ -71,16 +79,30 @@ fn record(
     };
     if tall {
         qr::record_apply_q(rec, ctx, &plan, &ws, fm, tm, cm, k, true);
-        trsm::record_solve(rec, ctx, op, &trsm::Problem::new(n, k, 1, solve(false)), fm, cm)?;
+        trsm::record_solve(
+            rec,
+            ctx,
+            op,
+            &trsm::Problem::new(n, k, 1, solve(false)),
+            fm,
+            cm,
+        )?;
     } else {
-        trsm::record_solve(rec, ctx, op, &trsm::Problem::new(m, k, 1, solve(true)), fm, cm)?;
+        trsm::record_solve(
+            rec,
+            ctx,
+            op,
+            &trsm::Problem::new(m, k, 1, solve(true)),
+            fm,
+            cm,
+        )?;
         qr::record_apply_q(rec, ctx, &plan, &ws, fm, tm, cm, k, false);
     }
     let x = GpuMatrix::uninit(ctx, op, n, k)?;
     copy::record(rec, ctx, n, k, 1, cm, Mats::new(&x.buffer, 0, n, 0), false);
     // R's diagonal, for the rank check.
     let diag = GpuMatrix::uninit(ctx, op, plan.k, 1)?;
-    hh::extract_diagonal(rec, ctx, plan.k, fm, Mats::new(&diag.buffer, 0, 1, 0), 1);
+    crate::kernels::trsm::extract_diagonal(rec, ctx, plan.k, 1, fm, &diag.buffer, 0);
     Ok((x, diag))
 }
 
@@ -88,7 +110,7 @@ fn record(
 pub(crate) fn first_deficient(diag: &[f32], m: usize, n: usize) -> Option<usize> {
     let max = diag.iter().fold(0.0f32, |acc, d| acc.max(d.abs()));
     let tol = max * (m.max(n) as f32) * f32::EPSILON;
-    diag.iter().position(|d| !(d.abs() > tol))
+    diag.iter().position(|d| d.abs() <= tol || !d.is_finite())
 }
 
 /// Least squares `min ‖A X − B‖` for a full-rank m×n A (minimum-norm X when m < n); B is m×k
@@ -131,11 +153,19 @@ pub fn solve(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix) -> Result<GpuMatrix> {
     if a.rows() != a.cols() {
         return Err(Error::shape(
             "solve",
-            format!("A must be square, got {} (use lstsq for rectangular systems)", a.shape_struct()),
+            format!(
+                "A must be square, got {} (use lstsq for rectangular systems)",
+                a.shape_struct()
+            ),
         ));
     }
     lstsq(ctx, a, b).map_err(|e| match e {
-        Error::RankDeficient { matrix, column, shape, .. } => Error::RankDeficient {
+        Error::RankDeficient {
+            matrix,
+            column,
+            shape,
+            ..
+        } => Error::RankDeficient {
             op: "solve",
             matrix,
             column,

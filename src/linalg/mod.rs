@@ -1,9 +1,10 @@
 //! The public operations, one module per family. Each validates its inputs, records its
-//! dispatches into one [`Recorder`](crate::context::Recorder) and submits once.
+//! dispatches into one command recorder and submits once.
 
 pub mod batched;
 pub mod blas;
 pub mod householder;
+pub mod lstsq;
 pub mod qr;
 pub mod trsm;
 

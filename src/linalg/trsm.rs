@@ -82,7 +82,7 @@ pub struct TrsmOptions {
 
 /// The sizes of one (batched) solve: A is n×n, there are k right-hand sides.
 #[derive(Clone, Copy, Debug)]
-struct Problem {
+pub(crate) struct Problem {
     n: usize,
     k: usize,
     batch: usize,
@@ -90,6 +90,11 @@ struct Problem {
 }
 
 impl Problem {
+    /// `batch` systems of order n with k right-hand sides each.
+    pub(crate) fn new(n: usize, k: usize, batch: usize, opts: TrsmOptions) -> Self {
+        Self { n, k, batch, opts }
+    }
+
     /// The kernel variant and the block order: one block when n fits a workgroup, else blocks
     /// of the largest order the adapter runs.
     fn blocking(&self, ctx: &Context) -> (Variant, usize) {
@@ -172,7 +177,7 @@ fn check_shapes(
 /// Records the in-place solve of the `batch` systems: `a` holds the n×n triangular matrices,
 /// `x` (left: n×k, ld n; right: k×n, ld k) holds B on entry and X on exit. Allocates the scratch
 /// buffer the blocked path needs (it lives as long as the recorded commands).
-fn record_solve(
+pub(crate) fn record_solve(
     rec: &mut Recorder,
     ctx: &Context,
     op: &'static str,
