@@ -762,7 +762,7 @@ fn qr(args: &[String]) -> Res<()> {
     }
     written.push(format!("R {}", save(r_path, &r.0, &r.1)?));
     println!(
-        "qr ({} mode) of {}: {}; {time} on {}",
+        "qr ({} mode) of {}: {}; {time} wall (with read-back) on {}",
         mode_name(mode),
         a.describe(),
         written.join(", "),
@@ -815,7 +815,7 @@ fn geqr2(args: &[String]) -> Res<()> {
     let w_rv = save(rv_path, &rv.0, &rv.1)?;
     let w_tau = save(tau_path, &tau.0, &tau.1)?;
     println!(
-        "geqr2 of {}: RV {w_rv}, TAU {w_tau}; {time} on {}",
+        "geqr2 of {}: RV {w_rv}, TAU {w_tau}; {time} wall (with read-back) on {}",
         a.describe(),
         ctx.adapter_info().name
     );
@@ -941,7 +941,7 @@ fn trsm(args: &[String]) -> Res<()> {
     let time = ms(t);
     let written = save(out, &x.0, &x.1)?;
     println!(
-        "trsm ({} {}{}) of {}, {}: X {written}; {time} on {}",
+        "trsm ({} {}{}) of {}, {}: X {written}; {time} wall (with read-back) on {}",
         if flags.upper { "upper" } else { "lower" },
         if flags.trans {
             "transposed"
@@ -1033,7 +1033,7 @@ fn qr_batched(args: &[String]) -> Res<()> {
     }
     written.push(format!("R {}", save(r_path, &r.0, &r.1)?));
     println!(
-        "qr-batched ({} mode) of {}: {}; {time} on {}",
+        "qr-batched ({} mode) of {}: {}; {time} wall (with read-back) on {}",
         mode_name(mode),
         a.describe(),
         written.join(", "),
@@ -1139,7 +1139,7 @@ fn lstsq(args: &[String]) -> Res<()> {
     let time = ms(t);
     let written = save(out, &x.0, &x.1)?;
     println!(
-        "lstsq of {}, {}: X {written}; {time} on {}",
+        "lstsq of {}, {}: X {written}; {time} wall (with read-back) on {}",
         a.describe(),
         b.describe(),
         ctx.adapter_info().name
