@@ -120,7 +120,20 @@ fn main() {
             std::process::exit(2);
         }
     };
-    match run(&options) {
+    let selected: Vec<Case> = cases(&options)
+        .into_iter()
+        .filter(|c| {
+            options.only.is_empty() || options.only.iter().any(|s| c.label().contains(s.as_str()))
+        })
+        .collect();
+    if selected.is_empty() {
+        eprintln!(
+            "error: no row matches --only {:?} (see `bench --list`)",
+            options.only
+        );
+        std::process::exit(2);
+    }
+    match run(&options, selected) {
         Ok(0) => {}
         Ok(failed) => {
             eprintln!("error: {failed} row(s) failed (see the table)");
@@ -716,19 +729,12 @@ fn cpu_model() -> String {
 }
 
 /// Runs the selected rows; returns how many failed (an error or a check beyond tolerance).
-fn run(o: &Options) -> metalcore::Result<usize> {
-    let selected: Vec<Case> = cases(o)
-        .into_iter()
-        .filter(|c| o.only.is_empty() || o.only.iter().any(|s| c.label().contains(s.as_str())))
-        .collect();
+fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
     if o.list {
         for c in &selected {
             println!("{}", c.label());
         }
         return Ok(0);
-    }
-    if selected.is_empty() {
-        eprintln!("warning: no row matches --only {:?} (see --list)", o.only);
     }
     let ctx = Context::new()?;
     let info = ctx.adapter_info();
