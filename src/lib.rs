@@ -25,6 +25,7 @@ pub mod error;
 pub(crate) mod kernels;
 pub mod linalg;
 pub mod matrix;
+pub mod npy;
 
 pub use context::{Context, ContextOptions, LimitsPolicy, Stats};
 pub use error::{Error, Result, Shape};
