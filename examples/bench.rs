@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::SolveLstsq;
 use faer::{Accum, Mat, MatRef, Par};
-use metalcore::{Context, GpuMatrix, QrMode, QrOptions};
+use metalcore::{Context, GpuBatch, GpuMatrix, QrMode, QrOptions, Side, TrsmOptions, Uplo};
 
 const USAGE: &str = "\
 metalcore bench: GPU (metalcore) vs CPU (faer) as a markdown table.
@@ -517,22 +517,25 @@ fn trsm_case(n: usize, k: usize) -> Case {
         op: "trsm lower L·X = B",
         shape: format!("{n}×{n}, k = {k}"),
         flops: (n as f64).powi(2) * k as f64,
-        prepare: Box::new(move |_ctx| {
+        prepare: Box::new(move |ctx| {
             let l = lower_triangular(n, 8);
             let b = random(n * k, 9);
             let fl = faer_mat(&l, n, n, |x| x);
             let fb = faer_mat(&b, n, k, |x| x);
             let mut fx = fb.clone();
-            // WIRE: once `linalg::trsm` lands, upload L and B and time the solve:
-            //   let gl = Rc::new(GpuMatrix::from_col_major(_ctx, n, n, &l)?);
-            //   let gb = Rc::new(GpuMatrix::from_col_major(_ctx, n, k, &b)?);
-            //   gpu: Some(Box::new(move |ctx| metalcore::trsm(ctx, &gl, &gb, &TrsmOptions {
-            //       side: Side::Left, uplo: Uplo::Lower, trans: false, unit_diagonal: false,
-            //   }).map(drop))),
-            //   check: the same call read back, Checked { what: "‖LX−B‖/(‖L‖‖X‖+‖B‖)",
-            //       value: trsm_backward_error(&l, &b, &x, n, k), tol: tolerance(n) }
+            let gl = Rc::new(GpuMatrix::from_col_major(ctx, n, n, &l)?);
+            let gb = Rc::new(GpuMatrix::from_col_major(ctx, n, k, &b)?);
+            let opts = TrsmOptions {
+                side: Side::Left,
+                uplo: Uplo::Lower,
+                trans: false,
+                unit_diagonal: false,
+            };
+            let (g1, g2) = (gl.clone(), gb.clone());
             Ok(Prepared {
-                gpu: None,
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::trsm(ctx, &g1, &g2, &opts).map(drop)
+                })),
                 cpu: Box::new(move || {
                     fx.copy_from(&fb);
                     faer::linalg::triangular_solve::solve_lower_triangular_in_place(
@@ -542,14 +545,20 @@ fn trsm_case(n: usize, k: usize) -> Case {
                     );
                     black_box(&fx);
                 }),
-                check: None,
+                check: Some(Box::new(move |ctx| {
+                    let x = metalcore::trsm(ctx, &gl, &gb, &opts)?.to_col_major(ctx)?;
+                    Ok(Checked {
+                        what: "‖LX−B‖/(‖L‖‖X‖+‖B‖)",
+                        value: trsm_backward_error(&l, &b, &x, n, k),
+                        tol: tolerance(n),
+                    })
+                })),
             })
         }),
     }
 }
 
 /// ‖L X − B‖_F / (‖L‖_F ‖X‖_F + ‖B‖_F) in f64, all column-major (L n×n, X and B n×k).
-#[allow(dead_code)] // WIRE: used by the trsm row once trsm is in the library.
 fn trsm_backward_error(l: &[f32], b: &[f32], x: &[f32], n: usize, k: usize) -> f64 {
     let fl = faer_mat(l, n, n, f64::from);
     let fx = faer_mat(x, n, k, f64::from);
@@ -571,22 +580,44 @@ fn qr_batched_case(batch: usize, m: usize, n: usize) -> Case {
         op: "qr-batched reduced (Q, R)",
         shape: format!("{batch}×{m}×{n}"),
         flops: batch as f64 * 2.0 * qr_flops(m, n),
-        prepare: Box::new(move |_ctx| {
+        prepare: Box::new(move |ctx| {
             let a = random(batch * m * n, 10);
-            // WIRE: once `linalg::batched` lands, time the batched QR:
-            //   let ga = Rc::new(GpuBatch::from_col_major(_ctx, batch, m, n, &a)?);
-            //   gpu: Some(Box::new(move |ctx| metalcore::qr_batched(ctx, &ga, QrMode::Reduced).map(drop))),
-            //   check: read Q and R back and take the worst qr_residual over the matrices
-            //       (matrix i at i*m*n of a, i*m*k of Q, i*k*n of R), tol: tolerance(m.max(n)).
+            let ga = Rc::new(GpuBatch::from_col_major(ctx, batch, m, n, &a)?);
+            let g = ga.clone();
+            let k = m.min(n);
+            let a2 = a.clone();
             Ok(Prepared {
-                gpu: None,
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::qr_batched(ctx, &g, QrMode::Reduced).map(drop)
+                })),
                 cpu: Box::new(move || {
                     for_each_matrix(&a, m, n, &|_, mat| {
                         let f = mat.qr();
                         black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
                     });
                 }),
-                check: None,
+                check: Some(Box::new(move |ctx| {
+                    let res = metalcore::qr_batched(ctx, &ga, QrMode::Reduced)?;
+                    let q = res.q.as_ref().map(|q| q.to_col_major(ctx)).transpose()?;
+                    let q = q.unwrap_or_default();
+                    let r = res.r.to_col_major(ctx)?;
+                    let worst = (0..batch)
+                        .map(|i| {
+                            qr_residual(
+                                &a2[i * m * n..(i + 1) * m * n],
+                                m,
+                                n,
+                                &q[i * m * k..(i + 1) * m * k],
+                                &r[i * k * n..(i + 1) * k * n],
+                            )
+                        })
+                        .fold(0.0, f64::max);
+                    Ok(Checked {
+                        what: "max ‖QR−A‖/‖A‖",
+                        value: worst,
+                        tol: tolerance(m.max(n)),
+                    })
+                })),
             })
         }),
     }
@@ -602,28 +633,34 @@ fn lstsq_case(m: usize, n: usize, k: usize) -> Case {
         op: "lstsq",
         shape: format!("{m}×{n}, k = {k}"),
         flops: lstsq_flops(m, n, k),
-        prepare: Box::new(move |_ctx| {
+        prepare: Box::new(move |ctx| {
             let a = random(m * n, 11);
             let b = random(m * k, 12);
             let (fa, fb) = (faer_mat(&a, m, n, |x| x), faer_mat(&b, m, k, |x| x));
-            // WIRE: once `lstsq` lands:
-            //   let (ga, gb) = (GpuMatrix::from_col_major(_ctx, m, n, &a)?, GpuMatrix::from_col_major(_ctx, m, k, &b)?);
-            //   gpu: Some(Box::new(move |ctx| metalcore::lstsq(ctx, &ga, &gb).map(drop))),
-            //   check: Checked { what: "‖Aᵀ(AX−B)‖/(‖A‖(‖A‖‖X‖+‖B‖))",
-            //       value: lstsq_normal_residual(&a, &b, &x, m, n, k), tol: tolerance(m) }
+            let ga = Rc::new(GpuMatrix::from_col_major(ctx, m, n, &a)?);
+            let gb = Rc::new(GpuMatrix::from_col_major(ctx, m, k, &b)?);
+            let (g1, g2) = (ga.clone(), gb.clone());
             Ok(Prepared {
-                gpu: None,
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::lstsq(ctx, &g1, &g2).map(drop)
+                })),
                 cpu: Box::new(move || {
                     black_box(fa.as_ref().qr().solve_lstsq(fb.as_ref()));
                 }),
-                check: None,
+                check: Some(Box::new(move |ctx| {
+                    let x = metalcore::lstsq(ctx, &ga, &gb)?.to_col_major(ctx)?;
+                    Ok(Checked {
+                        what: "‖Aᵀ(AX−B)‖/(‖A‖(‖A‖‖X‖+‖B‖))",
+                        value: lstsq_normal_residual(&a, &b, &x, m, n, k),
+                        tol: tolerance(m),
+                    })
+                })),
             })
         }),
     }
 }
 
 /// ‖Aᵀ(AX − B)‖_F / (‖A‖_F (‖A‖_F ‖X‖_F + ‖B‖_F)) in f64, all column-major.
-#[allow(dead_code)] // WIRE: used by the lstsq rows once lstsq is in the library.
 fn lstsq_normal_residual(a: &[f32], b: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> f64 {
     let fa = faer_mat(a, m, n, f64::from);
     let fx = faer_mat(x, n, k, f64::from);
@@ -638,16 +675,17 @@ fn lstsq_batched_case(batch: usize, m: usize, n: usize, k: usize) -> Case {
         op: "lstsq-batched",
         shape: format!("{batch}×{m}×{n}, k = {k}"),
         flops: batch as f64 * lstsq_flops(m, n, k),
-        prepare: Box::new(move |_ctx| {
+        prepare: Box::new(move |ctx| {
             let a = random(batch * m * n, 13);
             let b = random(batch * m * k, 14);
-            // WIRE: once `linalg::batched` lands:
-            //   let ga = GpuBatch::from_col_major(_ctx, batch, m, n, &a)?;
-            //   let gb = GpuBatch::from_col_major(_ctx, batch, m, k, &b)?;
-            //   gpu: Some(Box::new(move |ctx| metalcore::lstsq_batched(ctx, &ga, &gb).map(drop))),
-            //   check: the worst lstsq_normal_residual over the systems, tol: tolerance(m).
+            let ga = Rc::new(GpuBatch::from_col_major(ctx, batch, m, n, &a)?);
+            let gb = Rc::new(GpuBatch::from_col_major(ctx, batch, m, k, &b)?);
+            let (g1, g2) = (ga.clone(), gb.clone());
+            let (a2, b2) = (a.clone(), b.clone());
             Ok(Prepared {
-                gpu: None,
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::lstsq_batched(ctx, &g1, &g2).map(drop)
+                })),
                 cpu: Box::new(move || {
                     for_each_matrix(&a, m, n, &|i, mat| {
                         let rhs =
@@ -655,7 +693,26 @@ fn lstsq_batched_case(batch: usize, m: usize, n: usize, k: usize) -> Case {
                         black_box(mat.qr().solve_lstsq(rhs));
                     });
                 }),
-                check: None,
+                check: Some(Box::new(move |ctx| {
+                    let x = metalcore::lstsq_batched(ctx, &ga, &gb)?.to_col_major(ctx)?;
+                    let worst = (0..batch)
+                        .map(|i| {
+                            lstsq_normal_residual(
+                                &a2[i * m * n..(i + 1) * m * n],
+                                &b2[i * m * k..(i + 1) * m * k],
+                                &x[i * n * k..(i + 1) * n * k],
+                                m,
+                                n,
+                                k,
+                            )
+                        })
+                        .fold(0.0, f64::max);
+                    Ok(Checked {
+                        what: "max ‖Aᵀ(AX−B)‖/(‖A‖(‖A‖‖X‖+‖B‖))",
+                        value: worst,
+                        tol: tolerance(m),
+                    })
+                })),
             })
         }),
     }

@@ -65,7 +65,6 @@ enum Fail {
     /// Bad command line (exit 2).
     Usage(String),
     /// The operation's library function is not in this build (exit 2).
-    Unavailable(&'static str),
     /// Bad input, a failed operation or a failed check (exit 1).
     Failed(String),
 }
@@ -74,14 +73,13 @@ impl Fail {
     fn exit_code(&self) -> i32 {
         match self {
             Fail::Failed(_) => 1,
-            Fail::Usage(_) | Fail::Unavailable(_) => 2,
+            Fail::Usage(_) => 2,
         }
     }
 
     fn message(&self) -> String {
         match self {
             Fail::Usage(m) => format!("{m} (see `cli --help`)"),
-            Fail::Unavailable(op) => format!("{op} is not available in this build"),
             Fail::Failed(m) => m.clone(),
         }
     }
@@ -891,15 +889,18 @@ struct TrsmFlags {
 
 /// X with op(A) X = B, on the GPU (left side).
 fn gpu_trsm(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix, flags: TrsmFlags) -> Res<GpuMatrix> {
-    // WIRE: once `linalg::trsm` lands, replace the two lines below with the one call:
-    //   Ok(metalcore::trsm(ctx, a, b, &metalcore::TrsmOptions {
-    //       side: Side::Left,
-    //       uplo: if flags.upper { Uplo::Upper } else { Uplo::Lower },
-    //       trans: flags.trans,
-    //       unit_diagonal: flags.unit_diagonal,
-    //   })?)
-    let _ = (ctx, a, b, flags);
-    Err(Fail::Unavailable("trsm"))
+    use metalcore::{Side, TrsmOptions, Uplo};
+    let opts = TrsmOptions {
+        side: Side::Left,
+        uplo: if flags.upper {
+            Uplo::Upper
+        } else {
+            Uplo::Lower
+        },
+        trans: flags.trans,
+        unit_diagonal: flags.unit_diagonal,
+    };
+    Ok(metalcore::trsm(ctx, a, b, &opts)?)
 }
 
 fn trsm(args: &[String]) -> Res<()> {
@@ -1001,11 +1002,8 @@ fn trsm(args: &[String]) -> Res<()> {
 
 /// Q (absent in mode r) and R of every matrix of a batch, on the GPU.
 fn gpu_qr_batched(ctx: &Context, a: &GpuBatch, mode: QrMode) -> Res<(Option<GpuBatch>, GpuBatch)> {
-    // WIRE: once `linalg::batched` lands, replace the two lines below with:
-    //   let res = metalcore::qr_batched(ctx, a, mode)?;
-    //   Ok((res.q, res.r))
-    let _ = (ctx, a, mode);
-    Err(Fail::Unavailable("qr-batched"))
+    let res = metalcore::qr_batched(ctx, a, mode)?;
+    Ok((res.q, res.r))
 }
 
 fn qr_batched(args: &[String]) -> Res<()> {
@@ -1068,18 +1066,12 @@ fn qr_batched(args: &[String]) -> Res<()> {
 
 /// Least-squares X of one system, on the GPU.
 fn gpu_lstsq(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix) -> Res<GpuMatrix> {
-    // WIRE: once `linalg::lstsq` lands, replace the two lines below with:
-    //   Ok(metalcore::lstsq(ctx, a, b)?)
-    let _ = (ctx, a, b);
-    Err(Fail::Unavailable("lstsq"))
+    Ok(metalcore::lstsq(ctx, a, b)?)
 }
 
 /// Least-squares X of every system of a batch, on the GPU.
 fn gpu_lstsq_batched(ctx: &Context, a: &GpuBatch, b: &GpuBatch) -> Res<GpuBatch> {
-    // WIRE: once `linalg::batched` lands, replace the two lines below with:
-    //   Ok(metalcore::lstsq_batched(ctx, a, b)?)
-    let _ = (ctx, a, b);
-    Err(Fail::Unavailable("lstsq"))
+    Ok(metalcore::lstsq_batched(ctx, a, b)?)
 }
 
 fn lstsq(args: &[String]) -> Res<()> {
