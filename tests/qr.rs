@@ -392,4 +392,24 @@ fn qr_rejects_empty_input_and_propagates_nan() {
         r.data.iter().any(|x| x.is_nan()),
         "NaN input must show in R"
     );
+    // NaN at (4, 1) of a 5×3: H_0 (from the finite column 0) carries it into all of column 1,
+    // so reflector 1 is NaN and R's entries it produces — R[1,1], R[1,2], R[2,2] — are NaN;
+    // R[0,0] and R[0,2] (touched by H_0 only) stay finite. None may come out as a silent finite
+    // value where NaN belongs.
+    let mut a = random(5, 3, 1101);
+    a[(4, 1)] = f64::NAN;
+    for mode in [QrMode::Reduced, QrMode::R] {
+        let r = download(&qr(ctx, &upload(&a), mode).unwrap().r);
+        for &(i, j) in &[(1, 1), (1, 2), (2, 2)] {
+            assert!(
+                r[(i, j)].is_nan(),
+                "{mode:?}: R[{i},{j}] = {} should be NaN",
+                r[(i, j)]
+            );
+        }
+        assert!(
+            r[(0, 0)].is_finite() && r[(0, 2)].is_finite(),
+            "{mode:?}: R row 0"
+        );
+    }
 }

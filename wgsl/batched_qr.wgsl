@@ -67,6 +67,13 @@ struct Params {
 
 var<workgroup> sm: array<f32, SM>;
 
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons (x != x may be
+// folded to false), so NaN is detected as an exponent of all ones with a non-zero mantissa.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
@@ -99,7 +106,7 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
             var nan_seen = false;
             for (var i = c + 1u; i < M; i++) {
                 let x = sm[col + i];
-                nan_seen = nan_seen || x != x;
+                nan_seen = nan_seen || is_nan(x);
                 scale = max(scale, abs(x));
             }
             var inv_scale = 0.0;
@@ -135,7 +142,7 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
                 if s > F32_MAX {
                     h = s;
                 }
-                if xnorm != xnorm || alpha != alpha {
+                if is_nan(xnorm) || is_nan(alpha) {
                     h = nan();
                 }
                 beta = select(h, -h, alpha >= 0.0);

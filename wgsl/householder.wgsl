@@ -56,6 +56,13 @@ var<workgroup> wshare: array<f32, MAX_GROUPS>;
 var<workgroup> scalar: f32;
 var<workgroup> flag_copy: u32;
 
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons (x != x may be
+// folded to false), so NaN is detected as an exponent of all ones with a non-zero mantissa.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
@@ -106,7 +113,7 @@ fn geqr2_panel(
         var mx = 0.0;
         for (var i = r0 + 1u + lid; i < p.m; i += WG) {
             let x = a[cbase + i];
-            if x != x {
+            if is_nan(x) {
                 atomicStore(&flag, 1u);
             }
             mx = max(mx, abs(x));
@@ -158,7 +165,7 @@ fn geqr2_panel(
             if s > F32_MAX {
                 h = s;
             }
-            if xnorm != xnorm || alpha != alpha {
+            if is_nan(xnorm) || is_nan(alpha) {
                 h = nan();
             }
             let beta = select(h, -h, alpha >= 0.0);

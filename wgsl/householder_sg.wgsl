@@ -49,6 +49,13 @@ var<workgroup> part_a: array<vec2<f32>, MAX_SUBGROUPS>;
 var<workgroup> part_b: array<vec2<f32>, MAX_SUBGROUPS>;
 var<workgroup> subgroup_counter: atomic<u32>;
 
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons (x != x may be
+// folded to false), so NaN is detected as an exponent of all ones with a non-zero mantissa.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
@@ -88,7 +95,7 @@ fn geqr2_panel_sg(
         var mx = vec2<f32>(0.0);
         for (var i = r0 + 1u + lid; i < p.m; i += WG) {
             let x = a[cbase + i];
-            mx = max(mx, vec2<f32>(abs(x), select(0.0, 1.0, x != x)));
+            mx = max(mx, vec2<f32>(abs(x), select(0.0, 1.0, is_nan(x))));
         }
         mx = subgroupMax(mx);
         if lane == 0u {
@@ -144,7 +151,7 @@ fn geqr2_panel_sg(
             if s > F32_MAX {
                 h = s;
             }
-            if xnorm != xnorm || alpha != alpha {
+            if is_nan(xnorm) || is_nan(alpha) {
                 h = nan();
             }
             beta = select(h, -h, alpha >= 0.0);

@@ -25,6 +25,13 @@ struct Params {
 var<workgroup> red: array<f32, 256>;
 var<workgroup> nan_seen: atomic<u32>;
 
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons (x != x may be
+// folded to false), so NaN is detected as an exponent of all ones with a non-zero mantissa.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn reduce_max(lid: u32) -> f32 {
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
         if lid < s {
@@ -63,7 +70,7 @@ fn column_norms(
     var m = 0.0;
     for (var i = lid; i < p.rows; i += WG) {
         let x = a[base + i];
-        if x != x {
+        if is_nan(x) {
             atomicStore(&nan_seen, 1u);
         }
         m = max(m, abs(x));
