@@ -719,3 +719,44 @@ fn bad_input_is_rejected_naming_the_op_and_shapes() {
     .to_string();
     assert!(e.contains("block_size"), "{e}");
 }
+
+/// Numerically rank-deficient members (a column repeating another, so R's diagonal there is
+/// rounding noise rather than an exact zero) are reported by the checked calls, on both paths.
+#[test]
+fn rank_deficient_members_are_reported_not_only_exact_zeros() {
+    let ctx = ctx();
+    let (batch, m, n) = (6, 24, 8);
+    let mut members = plain_members(batch, m, n, 4242);
+    for i in 0..m {
+        members[4][(i, 5)] = members[4][(i, 2)];
+    }
+    let mut rng = Rng::new(4343);
+    let rhs: Vec<Mat> = (0..batch)
+        .map(|_| Mat::from_f32(m, 1, &rng.normal_vec(m)))
+        .collect();
+    let (ga, gb) = (upload(ctx, &members), upload(ctx, &rhs));
+    for path in PATHS {
+        let e = lstsq_batched_with(
+            ctx,
+            &ga,
+            &gb,
+            &BatchedOptions {
+                path,
+                check_singular: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Singular {
+                    matrix: 4,
+                    index: 5,
+                    ..
+                }
+            ),
+            "{path:?}: {e}"
+        );
+    }
+}

@@ -7,8 +7,8 @@
 //                    QCOLS > 0, Q (M×QCOLS).
 //   lstsq_small      [A | B] (M×N | M×NRHS, M ≥ N) factored together, so the reflectors turn B
 //                    into QᵀB on the way; then R X = (QᵀB)[0:N] by back substitution → X
-//                    (N×NRHS), and info[b] = 1 + the first column whose diagonal in R is exactly
-//                    zero (0 when none).
+//                    (N×NRHS), and info[b] = 1 + the first column whose diagonal in R is
+//                    negligible, |R_ii| <= max(M, N)·ε·max|R_jj| (0 when none).
 //   back_substitute  the back substitution alone on R and QᵀB in global memory, one workgroup per
 //                    matrix: the batched blocked path's last step for systems too large for
 //                    workgroup memory. Same X and info as lstsq_small.
@@ -40,6 +40,7 @@ override MPW: u32 = 2u;      // matrices per workgroup
 override PER: u32 = 1152u;   // floats per matrix: LD · COLS + 3 · K
 override SM: u32 = 2304u;    // MPW · PER
 override WG: u32 = 64u;      // invocations per workgroup: TPM · MPW (back_substitute: any)
+const EPS: f32 = 1.1920929e-7; // float32 machine epsilon
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
@@ -347,9 +348,16 @@ fn lstsq_small(
             }
         }
         if lane == 0u {
+            // Rank check: |R_ii| <= max(M, N)·ε·max_j |R_jj| (or NaN) marks column i.
+            var dmax = 0.0;
+            for (var i = 0u; i < N; i++) {
+                dmax = max(dmax, abs(sm[rdiag + i]));
+            }
+            let tol = dmax * f32(max(M, N)) * EPS;
             var info = 0u;
             for (var i = N; i > 0u; i--) {
-                if sm[rdiag + i - 1u] == 0.0 {
+                let d = sm[rdiag + i - 1u];
+                if abs(d) <= tol || is_nan(d) {
                     info = i;
                 }
             }
@@ -412,9 +420,16 @@ fn back_substitute(
         workgroupBarrier();
     }
     if lid == 0u {
+        // Rank check as in lstsq_small (m = rows of the factored matrix).
+        var dmax = 0.0;
+        for (var i = 0u; i < n; i++) {
+            dmax = max(dmax, abs(a_in[rb + i + i * p.ldr]));
+        }
+        let tol = dmax * f32(max(p.ldr, n)) * EPS;
         var info = 0u;
         for (var i = n; i > 0u; i--) {
-            if a_in[rb + (i - 1u) + (i - 1u) * p.ldr] == 0.0 {
+            let d = a_in[rb + (i - 1u) + (i - 1u) * p.ldr];
+            if abs(d) <= tol || is_nan(d) {
                 info = i;
             }
         }

@@ -62,8 +62,9 @@ pub struct BatchedOptions {
     /// into more chunks, which changes no result.
     pub max_chunk_elements: Option<u64>,
     /// Least squares and solves only: after the submission, read back one f32 per matrix and
-    /// return [`Error::Singular`] naming the first matrix whose R has an exact zero on its
-    /// diagonal, and that column. Off: such a matrix's X holds Inf/NaN and nothing is read back.
+    /// return [`Error::Singular`] naming the first matrix whose R has a negligible diagonal
+    /// element (|R_ii| <= max(m, n)·ε·max|R_jj|: rank-deficient or singular), and that column.
+    /// Off: such a matrix's X holds huge values, Inf or NaN and nothing is read back.
     pub check_singular: bool,
 }
 
@@ -430,7 +431,8 @@ pub fn lstsq_batched(ctx: &Context, a: &GpuBatch, b: &GpuBatch) -> Result<GpuBat
 }
 
 /// [`lstsq_batched`] that returns [`Error::Singular`] (which matrix, which column) when some
-/// R_b has an exact zero on its diagonal. Reads back one f32 per matrix after the submission.
+/// R_b has a negligible diagonal element (rank-deficient A_b). Reads back one f32 per matrix
+/// after the submission.
 pub fn lstsq_batched_checked(ctx: &Context, a: &GpuBatch, b: &GpuBatch) -> Result<GpuBatch> {
     lstsq_batched_with(
         ctx,
@@ -450,7 +452,8 @@ pub fn solve_batched(ctx: &Context, a: &GpuBatch, b: &GpuBatch) -> Result<GpuBat
 }
 
 /// [`solve_batched`] that returns [`Error::Singular`] (which matrix, which column) when some
-/// A_b is exactly singular in its R. Reads back one f32 per matrix after the submission.
+/// A_b is singular or numerically rank-deficient (a negligible diagonal element of its R). Reads
+/// back one f32 per matrix after the submission.
 pub fn solve_batched_checked(ctx: &Context, a: &GpuBatch, b: &GpuBatch) -> Result<GpuBatch> {
     solve(
         ctx,
