@@ -1,8 +1,8 @@
-//! The GPU context: adapter, device, queue, limits, the pipeline cache, and the [`Recorder`]
+//! The GPU context: adapter, device, queue, limits, the pipeline cache, and the `Recorder`
 //! that turns a sequence of kernel dispatches into one command submission.
 //!
-//! Every public operation of metalcore records its dispatches into a [`Recorder`] and submits it
-//! once through [`Context::submit`]. Per-dispatch parameters are packed into one uniform buffer
+//! Every public operation of metalcore records its dispatches into a `Recorder` and submits it
+//! once through `Context::submit`. Per-dispatch parameters are packed into one uniform buffer
 //! per submission and addressed with dynamic offsets. The context counts submissions and
 //! read-backs ([`Context::stats`]) so that tests can prove an operation is one submission with no
 //! read-back inside it.

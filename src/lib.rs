@@ -8,13 +8,20 @@
 //! Matrices are column-major f32 ([`GpuMatrix`], [`GpuBatch`]); every operation records its
 //! work into one command submission and leaves results on the GPU until you read them.
 //!
-//! ```no_run
-//! use metalcore::{Context, GpuMatrix};
+//! ```
+//! use metalcore::{lstsq, qr, Context, GpuMatrix, QrMode};
 //! # fn main() -> metalcore::Result<()> {
-//! let ctx = Context::new()?;
-//! let a = GpuMatrix::from_row_major(&ctx, 2, 2, &[3.0, 0.0, 4.0, 1e-30])?;
-//! let norms = metalcore::column_norms(&ctx, &a)?.to_col_major(&ctx)?;
-//! assert!((norms[0] - 5.0).abs() < 1e-6);
+//! let ctx = Context::new()?; // a GPU, or a software adapter (lavapipe, llvmpipe)
+//! // A = [[3, 1], [4, 2], [0, 2]] (row-major host data; stored column-major on the GPU).
+//! let a = GpuMatrix::from_row_major(&ctx, 3, 2, &[3.0, 1.0, 4.0, 2.0, 0.0, 2.0])?;
+//! let res = qr(&ctx, &a, QrMode::Reduced)?; // one submission, nothing read back yet
+//! let r = res.r.to_row_major(&ctx)?; // R is 2×2, upper triangular
+//! assert!((r[0].abs() - 5.0).abs() < 1e-5 && r[2] == 0.0);
+//!
+//! // Least squares: the x minimising ‖A x − b‖ (here b = A·[1, -1], so x = [1, -1]).
+//! let b = GpuMatrix::from_col_major(&ctx, 3, 1, &[2.0, 2.0, -2.0])?;
+//! let x = lstsq(&ctx, &a, &b)?.to_col_major(&ctx)?;
+//! assert!((x[0] - 1.0).abs() < 1e-5 && (x[1] + 1.0).abs() < 1e-5);
 //! # Ok(())
 //! # }
 //! ```

@@ -421,7 +421,7 @@ impl Blocked {
 
 /// Batched least squares: for each b, X_b = argmin ‖A_b X − B_b‖_F (A_b m×n with m ≥ n and full
 /// column rank, B_b m×nrhs), as LAPACK `sgels`: A = QR, C = QᵀB by applying the reflectors
-/// (Q is never formed), then R X = C[0:n] by back substitution. Returns X (batch×n×nrhs).
+/// (Q is never formed), then R X = C\[0..n\] by back substitution. Returns X (batch×n×nrhs).
 /// One submission, nothing read back.
 ///
 /// A rank-deficient A_b is not detected (its X holds large or non-finite values, the other
