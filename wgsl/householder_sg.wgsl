@@ -184,16 +184,49 @@ fn geqr2_panel_sg(
                     if lane == 0u {
                         part = a[b2 + r0]; // v's implicit 1 at row r0
                     }
-                    for (var i = r0 + 1u + lane; i < p.m; i += sg_size) {
+                    // Four rows per lane per trip with independent sums, so the loads of a
+                    // trip are in flight together (a single dependent chain was latency-bound).
+                    let step = 4u * sg_size;
+                    var p1 = 0.0;
+                    var p2 = 0.0;
+                    var p3 = 0.0;
+                    var i = r0 + 1u + lane;
+                    for (; i + 3u * sg_size < p.m; i += step) {
+                        part = fma(a[cbase + i], a[b2 + i], part);
+                        p1 = fma(a[cbase + i + sg_size], a[b2 + i + sg_size], p1);
+                        p2 = fma(a[cbase + i + 2u * sg_size], a[b2 + i + 2u * sg_size], p2);
+                        p3 = fma(a[cbase + i + 3u * sg_size], a[b2 + i + 3u * sg_size], p3);
+                    }
+                    for (; i < p.m; i += sg_size) {
                         part = fma(a[cbase + i], a[b2 + i], part);
                     }
+                    part += (p1 + p2) + p3;
                 }
                 let w = t * subgroupAdd(part);
                 if live {
                     if lane == 0u {
                         a[b2 + r0] -= w;
                     }
-                    for (var i = r0 + 1u + lane; i < p.m; i += sg_size) {
+                    let step = 4u * sg_size;
+                    var i = r0 + 1u + lane;
+                    for (; i + 3u * sg_size < p.m; i += step) {
+                        let i1 = i + sg_size;
+                        let i2 = i + 2u * sg_size;
+                        let i3 = i + 3u * sg_size;
+                        let v0 = a[cbase + i];
+                        let v1 = a[cbase + i1];
+                        let v2 = a[cbase + i2];
+                        let v3 = a[cbase + i3];
+                        let c0 = a[b2 + i];
+                        let c1 = a[b2 + i1];
+                        let c2v = a[b2 + i2];
+                        let c3 = a[b2 + i3];
+                        a[b2 + i] = fma(-w, v0, c0);
+                        a[b2 + i1] = fma(-w, v1, c1);
+                        a[b2 + i2] = fma(-w, v2, c2v);
+                        a[b2 + i3] = fma(-w, v3, c3);
+                    }
+                    for (; i < p.m; i += sg_size) {
                         a[b2 + i] = fma(-w, a[cbase + i], a[b2 + i]);
                     }
                 }

@@ -88,7 +88,9 @@ pub(crate) struct Workspace {
 impl Workspace {
     pub fn new(ctx: &Context, op: &'static str, plan: &Plan, wcols: usize) -> Result<Self> {
         let nb = plan.nb as u64;
-        let wcols = wcols.max(1);
+        // At least n: the factorization's trailing updates span n columns; narrower would split
+        // each update into many GEMM triples (lstsq with one right-hand side once did: 10×).
+        let wcols = wcols.max(plan.n).max(1);
         let batch = plan.batch as u64;
         let shape = Shape::batch(plan.batch, plan.m, plan.n);
         let make = |elements: u64| -> Result<wgpu::Buffer> {
