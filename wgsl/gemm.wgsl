@@ -189,12 +189,19 @@ const LBK: u32 = 16u;
 var<workgroup> ltile_a: array<vec4<f32>, 512>; // LBK * LBM / 4
 var<workgroup> ltile_b: array<vec4<f32>, 512>;
 
+// Row kk of a tile holds its 32 vec4s XOR-swizzled by kk % 8: invocations that store down K
+// (the transposed operands' loads) then hit 8 different banks instead of one (a 16-way
+// conflict). The swizzle keeps each half (vec4s 0-15, 16-31) in place, so reads stay simple.
+fn swz(kk: u32, q: u32) -> u32 {
+    return kk * (LBM / 4u) + (q ^ (kk & 7u));
+}
+
 fn lstore_a(kk: u32, i: u32, v: f32) {
-    ltile_a[kk * (LBM / 4u) + i / 4u][i % 4u] = v;
+    ltile_a[swz(kk, i / 4u)][i % 4u] = v;
 }
 
 fn lstore_b(kk: u32, j: u32, v: f32) {
-    ltile_b[kk * (LBM / 4u) + j / 4u][j % 4u] = v;
+    ltile_b[swz(kk, j / 4u)][j % 4u] = v;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -289,11 +296,10 @@ fn gemm_large(
             pb7 = load_b(b_base, k1 + bk + 7u * bk_step, col0 + bj + 7u * bj_step);
         }
         for (var kk = 0u; kk < LBK; kk++) {
-            let base = kk * (LBM / 4u);
-            let a0 = ltile_a[base + tx];
-            let a1 = ltile_a[base + 16u + tx];
-            let b0 = ltile_b[base + ty];
-            let b1 = ltile_b[base + 16u + ty];
+            let a0 = ltile_a[swz(kk, tx)];
+            let a1 = ltile_a[swz(kk, 16u + tx)];
+            let b0 = ltile_b[swz(kk, ty)];
+            let b1 = ltile_b[swz(kk, 16u + ty)];
             acc0 = fma(a0, vec4<f32>(b0.x), acc0);
             acc1 = fma(a0, vec4<f32>(b0.y), acc1);
             acc2 = fma(a0, vec4<f32>(b0.z), acc2);
