@@ -279,6 +279,32 @@ impl Context {
         Ok(())
     }
 
+    /// Largest number of f32 elements one buffer may hold (a [`GpuBatch`](crate::GpuBatch) may
+    /// exceed one storage binding; operations that bind it whole check [`Context::max_elements`]).
+    pub fn max_buffer_elements(&self) -> u64 {
+        self.limits.max_buffer_size / 4
+    }
+
+    /// Checks that a buffer of `elements` f32 can be created at all.
+    pub(crate) fn check_buffer_elements(
+        &self,
+        op: &'static str,
+        elements: u64,
+        shape: Shape,
+    ) -> Result<()> {
+        let limit = self.max_buffer_elements();
+        if elements > limit {
+            return Err(Error::TooLarge {
+                op,
+                what: "a buffer (bytes)",
+                needed: elements * 4,
+                limit: limit * 4,
+                shape,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether a kernel variant needing this much workgroup memory and these many invocations fits.
     #[allow(dead_code)] // used by the trsm and batched paths
     pub(crate) fn fits_workgroup(&self, storage_bytes: u32, invocations: u32) -> bool {

@@ -243,7 +243,9 @@ impl GpuBatch {
     ) -> Result<Self> {
         let shape = Shape::batch(batch, rows, cols);
         let len = checked_len(op, shape)?;
-        ctx.check_elements(op, len, shape)?;
+        // A batch may be larger than one storage binding (qr_batched works through it in
+        // windows); only the buffer itself must be possible.
+        ctx.check_buffer_elements(op, len, shape)?;
         Ok(Self {
             buffer: ctx.storage_buffer(op, len),
             batch,
@@ -259,6 +261,18 @@ impl GpuBatch {
         rec.copy(&self.buffer, 0, &copy.buffer, 0, self.len() as u64);
         ctx.submit(rec)?;
         Ok(copy)
+    }
+
+    /// The first `batch` matrices of this batch, sharing its buffer (crate-internal: the
+    /// windowed batched paths factor chunks through such views).
+    pub(crate) fn window(&self, batch: usize) -> Self {
+        debug_assert!(batch <= self.batch);
+        Self {
+            buffer: self.buffer.clone(),
+            batch,
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 
     /// Number of matrices.

@@ -364,7 +364,9 @@ fn chunked_batches_match_unchunked_in_one_submission() {
     ] {
         let members = scaled_members(11, m, n, 600);
         let whole = run_qr(&ctx, &members, QrMode::Complete, &opts(path));
-        // Room for two matrices' largest buffer per chunk: 6 chunks for 11 matrices.
+        // Room for two matrices' largest buffer per chunk: 6 chunks for 11 matrices. The whole
+        // batch is then larger than the (pretended) binding limit, so this also runs the windowed
+        // path: windows of matrices copied into binding-sized buffers, factored, copied back.
         let limit = 2 * (m * m).max(m * n) as u64;
         let chunked_opts = BatchedOptions {
             path,
@@ -383,6 +385,19 @@ fn chunked_batches_match_unchunked_in_one_submission() {
             bits(whole.0.as_ref().unwrap()),
             bits(chunked.0.as_ref().unwrap()),
             "{path:?}: chunked Q"
+        );
+        // Mode R through windows too (no Q to copy back).
+        let r_only = BatchedOptions {
+            path,
+            max_chunk_elements: Some(limit),
+            ..Default::default()
+        };
+        let whole_r = run_qr(&ctx, &members, QrMode::R, &opts(path));
+        let windowed_r = run_qr(&ctx, &members, QrMode::R, &r_only);
+        assert_eq!(
+            bits(&whole_r.1),
+            bits(&windowed_r.1),
+            "{path:?}: windowed R, mode R"
         );
         // Smaller than one matrix: refused, naming the op.
         let e = qr_batched_with(

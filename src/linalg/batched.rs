@@ -261,18 +261,83 @@ fn record_qr(
 ) -> Result<()> {
     check_block_size(op, options)?;
     let (batch, m, n) = (a.batch(), a.rows(), a.cols());
+    let (r_rows, qcols) = qr_shapes(m, n, mode);
+    let limit = options
+        .max_chunk_elements
+        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()));
+    let per = (m * n).max(m * qcols).max(r_rows * n);
+    let mut rec = ctx.recorder(op);
+    if (batch * per) as u64 <= limit {
+        record_qr_chunked(&mut rec, ctx, op, a, mode, q, r, options)?;
+        return ctx.submit(rec);
+    }
+    // The batch (or its Q or R) is larger than one storage binding: windows of matrices are
+    // copied into buffers that fit one, factored there, and their Q and R copied out — all in
+    // the same submission (copies have no binding limit).
+    let win = chunk_len(ctx, op, options, a.shape_struct(), per)?;
+    let wa = GpuBatch::uninit(ctx, op, win, m, n)?;
+    let wr = GpuBatch::uninit(ctx, op, win, r_rows, n)?;
+    let wq = match qcols {
+        0 => None,
+        _ => Some(GpuBatch::uninit(ctx, op, win, m, qcols)?),
+    };
+    for (b0, len) in chunks(batch, win) {
+        rec.copy(
+            &a.buffer,
+            (b0 * m * n) as u64,
+            &wa.buffer,
+            0,
+            (len * m * n) as u64,
+        );
+        let (va, mut vr) = (wa.window(len), wr.window(len));
+        let mut vq = wq.as_ref().map(|w| w.window(len));
+        record_qr_chunked(&mut rec, ctx, op, &va, mode, vq.as_mut(), &mut vr, options)?;
+        let r_len = (r_rows * n) as u64;
+        rec.copy(
+            &wr.buffer,
+            0,
+            &r.buffer,
+            b0 as u64 * r_len,
+            len as u64 * r_len,
+        );
+        if let (Some(wq), Some(q)) = (&wq, &q) {
+            let q_len = (m * qcols) as u64;
+            rec.copy(
+                &wq.buffer,
+                0,
+                &q.buffer,
+                b0 as u64 * q_len,
+                len as u64 * q_len,
+            );
+        }
+    }
+    ctx.submit(rec)
+}
+
+/// Records the QR of a batch whose buffers each fit one storage binding (intermediates chunked).
+#[allow(clippy::too_many_arguments)]
+fn record_qr_chunked(
+    rec: &mut Recorder,
+    ctx: &Context,
+    op: &'static str,
+    a: &GpuBatch,
+    mode: QrMode,
+    q: Option<&mut GpuBatch>,
+    r: &mut GpuBatch,
+    options: &BatchedOptions,
+) -> Result<()> {
+    let (batch, m, n) = (a.batch(), a.rows(), a.cols());
     let shape = a.shape_struct();
     let (r_rows, qcols) = qr_shapes(m, n, mode);
     let small = Small::new(ctx, m, n, 0, qcols, r_rows);
     let wg_floats = (m | 1) * n.max(qcols) + 3 * m.min(n);
-    let mut rec = ctx.recorder(op);
     match choose(ctx, op, options, shape, small, wg_floats)? {
         Some(small) => {
             let per = (m * n).max(m * qcols).max(r_rows * n);
             let chunk = chunk_len(ctx, op, options, shape, per)?;
             for (b0, len) in chunks(batch, chunk) {
                 small.record_qr(
-                    &mut rec,
+                    rec,
                     ctx,
                     &a.buffer,
                     b0 * m * n,
@@ -293,10 +358,10 @@ fn record_qr(
                 &[m * qcols, r_rows * n],
             )?;
             for (b0, len) in chunks(batch, blocked.chunk) {
-                let plan = blocked.factor(&mut rec, ctx, a, b0, len);
+                let plan = blocked.factor(rec, ctx, a, b0, len);
                 let (rv, t) = blocked.factors();
                 hh::extract_r(
-                    &mut rec,
+                    rec,
                     ctx,
                     m,
                     rv,
@@ -307,7 +372,7 @@ fn record_qr(
                 );
                 if let Some(q) = &q {
                     record_orgqr(
-                        &mut rec,
+                        rec,
                         ctx,
                         &plan,
                         &blocked.ws,
@@ -320,7 +385,7 @@ fn record_qr(
             }
         }
     }
-    ctx.submit(rec)
+    Ok(())
 }
 
 /// The blocked path's buffers for one chunk of matrices, reused chunk after chunk: the copy of A
@@ -529,6 +594,11 @@ fn lstsq(
         ));
     }
     let shape = a.shape_struct();
+    // Least squares binds its batches whole: each must fit one storage binding (only
+    // `qr_batched` windows larger batches so far).
+    ctx.check_elements(op, a.len() as u64, shape)?;
+    ctx.check_elements(op, b.len() as u64, b.shape_struct())?;
+    ctx.check_elements(op, (batch * n * nrhs) as u64, Shape::batch(batch, n, nrhs))?;
     let x = GpuBatch::uninit(ctx, op, batch, n, nrhs)?;
     ctx.check_elements(op, batch as u64, shape)?;
     let info = ctx.storage_buffer("metalcore info", batch as u64);
