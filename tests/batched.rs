@@ -775,3 +775,34 @@ fn rank_deficient_members_are_reported_not_only_exact_zeros() {
         );
     }
 }
+
+/// Least squares on a batch larger than the (pretended) binding limit goes through windows in
+/// one submission and gives bitwise the unwindowed result, on both paths.
+#[test]
+fn windowed_lstsq_matches_whole_in_one_submission() {
+    let ctx = Context::new().unwrap();
+    let (batch, m, n, nrhs) = (9, 20, 6, 2);
+    let members = plain_members(batch, m, n, 7070);
+    let mut rng = Rng::new(7171);
+    let rhs: Vec<Mat> = (0..batch)
+        .map(|_| Mat::from_f32(m, nrhs, &rng.normal_vec(m * nrhs)))
+        .collect();
+    let (ga, gb) = (upload(&ctx, &members), upload(&ctx, &rhs));
+    for path in PATHS {
+        let whole = lstsq_batched_with(&ctx, &ga, &gb, &opts(path))
+            .unwrap()
+            .to_col_major(&ctx)
+            .unwrap();
+        let windowed_opts = BatchedOptions {
+            path,
+            max_chunk_elements: Some(2 * (m * n) as u64), // two matrices per window: 5 windows
+            ..Default::default()
+        };
+        let before = ctx.stats();
+        let x = lstsq_batched_with(&ctx, &ga, &gb, &windowed_opts).unwrap();
+        assert_eq!(ctx.stats().submissions - before.submissions, 1, "{path:?}");
+        let windowed = x.to_col_major(&ctx).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&whole), bits(&windowed), "{path:?}: windowed X");
+    }
+}

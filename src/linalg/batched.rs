@@ -23,8 +23,9 @@
 //! **Chunking.** A batch is processed in chunks so that no intermediate buffer — the blocked
 //! path's copy of A, T blocks and GEMM workspace, which are reused from chunk to chunk — and no
 //! dispatch needs more than one storage binding ([`Context::max_elements`]); all chunks are
-//! recorded into the same submission. Inputs and outputs are each one [`GpuBatch`] and so each fit
-//! a binding by construction.
+//! recorded into the same submission. A [`GpuBatch`] may itself be larger than one binding (up
+//! to the device's buffer size): `qr_batched` and `lstsq_batched` then copy windows of matrices
+//! into binding-sized buffers, work there, and copy the results out — still one submission.
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
@@ -594,61 +595,31 @@ fn lstsq(
         ));
     }
     let shape = a.shape_struct();
-    // Least squares binds its batches whole: each must fit one storage binding (only
-    // `qr_batched` windows larger batches so far).
-    ctx.check_elements(op, a.len() as u64, shape)?;
-    ctx.check_elements(op, b.len() as u64, b.shape_struct())?;
-    ctx.check_elements(op, (batch * n * nrhs) as u64, Shape::batch(batch, n, nrhs))?;
     let x = GpuBatch::uninit(ctx, op, batch, n, nrhs)?;
     ctx.check_elements(op, batch as u64, shape)?;
     let info = ctx.storage_buffer("metalcore info", batch as u64);
     let mut rec = ctx.recorder(op);
-    let small = Small::new(ctx, m, n, nrhs, 0, 0);
-    let wg_floats = (m | 1) * (n + nrhs) + 3 * n;
-    match choose(ctx, op, options, shape, small, wg_floats)? {
-        Some(small) => {
-            let per = (m * n).max(m * nrhs).max(n * nrhs);
-            let chunk = chunk_len(ctx, op, options, shape, per)?;
-            for (b0, len) in chunks(batch, chunk) {
-                small.record_lstsq(
-                    &mut rec,
-                    ctx,
-                    (&a.buffer, b0 * m * n),
-                    (&b.buffer, b0 * m * nrhs),
-                    (&x.buffer, b0 * n * nrhs),
-                    (&info, b0),
-                    len,
-                );
-            }
-        }
-        None => {
-            let blocked = Blocked::new(ctx, op, options, shape, n.max(nrhs), &[m * nrhs])?;
-            ctx.check_elements(op, (blocked.chunk * m * nrhs) as u64, shape)?;
-            let c = ctx.storage_buffer(op, (blocked.chunk * m * nrhs) as u64);
-            for (b0, len) in chunks(batch, blocked.chunk) {
-                let plan = blocked.factor(&mut rec, ctx, a, b0, len);
-                let (rv, t) = blocked.factors();
-                rec.copy(
-                    &b.buffer,
-                    (b0 * m * nrhs) as u64,
-                    &c,
-                    0,
-                    (len * m * nrhs) as u64,
-                );
-                let cm = Mats::new(&c, 0, m, m * nrhs);
-                record_apply_q(&mut rec, ctx, &plan, &blocked.ws, rv, t, cm, nrhs, true);
-                batched_qr::record_back_substitute(
-                    &mut rec,
-                    ctx,
-                    n,
-                    nrhs,
-                    rv,
-                    cm,
-                    (&x.buffer, b0 * n * nrhs),
-                    (&info, b0),
-                    len,
-                );
-            }
+    let limit = options
+        .max_chunk_elements
+        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()));
+    let per = (m * n).max(m * nrhs).max(n * nrhs);
+    if (batch * per) as u64 <= limit {
+        record_lstsq_chunked(&mut rec, ctx, op, a, b, &x, (&info, 0), options)?;
+    } else {
+        // Larger than one storage binding: windows copied into binding-sized buffers, solved
+        // there, X copied out — the same submission, as in `record_qr`.
+        let win = chunk_len(ctx, op, options, shape, per)?;
+        let wa = GpuBatch::uninit(ctx, op, win, m, n)?;
+        let wb = GpuBatch::uninit(ctx, op, win, m, nrhs)?;
+        let wx = GpuBatch::uninit(ctx, op, win, n, nrhs)?;
+        for (b0, len) in chunks(batch, win) {
+            let (a_len, b_len, x_len) = ((m * n) as u64, (m * nrhs) as u64, (n * nrhs) as u64);
+            let (w0, wl) = (b0 as u64, len as u64);
+            rec.copy(&a.buffer, w0 * a_len, &wa.buffer, 0, wl * a_len);
+            rec.copy(&b.buffer, w0 * b_len, &wb.buffer, 0, wl * b_len);
+            let (va, vb, vx) = (wa.window(len), wb.window(len), wx.window(len));
+            record_lstsq_chunked(&mut rec, ctx, op, &va, &vb, &vx, (&info, b0), options)?;
+            rec.copy(&wx.buffer, 0, &x.buffer, w0 * x_len, wl * x_len);
         }
     }
     ctx.submit(rec)?;
@@ -663,4 +634,71 @@ fn lstsq(
         }
     }
     Ok(x)
+}
+
+/// Records the batched least squares of batches whose buffers each fit one storage binding;
+/// `info` receives one flag per matrix from element `info.1` on.
+#[allow(clippy::too_many_arguments)]
+fn record_lstsq_chunked(
+    rec: &mut Recorder,
+    ctx: &Context,
+    op: &'static str,
+    a: &GpuBatch,
+    b: &GpuBatch,
+    x: &GpuBatch,
+    info: (&wgpu::Buffer, usize),
+    options: &BatchedOptions,
+) -> Result<()> {
+    let (batch, m, n) = (a.batch(), a.rows(), a.cols());
+    let nrhs = b.cols();
+    let shape = a.shape_struct();
+    let small = Small::new(ctx, m, n, nrhs, 0, 0);
+    let wg_floats = (m | 1) * (n + nrhs) + 3 * n;
+    match choose(ctx, op, options, shape, small, wg_floats)? {
+        Some(small) => {
+            let per = (m * n).max(m * nrhs).max(n * nrhs);
+            let chunk = chunk_len(ctx, op, options, shape, per)?;
+            for (b0, len) in chunks(batch, chunk) {
+                small.record_lstsq(
+                    rec,
+                    ctx,
+                    (&a.buffer, b0 * m * n),
+                    (&b.buffer, b0 * m * nrhs),
+                    (&x.buffer, b0 * n * nrhs),
+                    (info.0, info.1 + b0),
+                    len,
+                );
+            }
+        }
+        None => {
+            let blocked = Blocked::new(ctx, op, options, shape, n.max(nrhs), &[m * nrhs])?;
+            ctx.check_elements(op, (blocked.chunk * m * nrhs) as u64, shape)?;
+            let c = ctx.storage_buffer(op, (blocked.chunk * m * nrhs) as u64);
+            for (b0, len) in chunks(batch, blocked.chunk) {
+                let plan = blocked.factor(rec, ctx, a, b0, len);
+                let (rv, t) = blocked.factors();
+                rec.copy(
+                    &b.buffer,
+                    (b0 * m * nrhs) as u64,
+                    &c,
+                    0,
+                    (len * m * nrhs) as u64,
+                );
+                let cm = Mats::new(&c, 0, m, m * nrhs);
+                record_apply_q(rec, ctx, &plan, &blocked.ws, rv, t, cm, nrhs, true);
+                batched_qr::record_back_substitute(
+                    rec,
+                    ctx,
+                    n,
+                    nrhs,
+                    rv,
+                    cm,
+                    (&x.buffer, b0 * n * nrhs),
+                    (info.0, info.1 + b0),
+                    len,
+                );
+            }
+        }
+    }
+    Ok(())
 }
