@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release --example quickstart`
 
+use std::hint::black_box;
 use std::time::Instant;
 
 use faer::linalg::solvers::SolveLstsq;
@@ -84,9 +85,9 @@ fn run() -> metalcore::Result<()> {
     let t = Instant::now();
     let norms = column_norms(&ctx, &ga)?.to_col_major(&ctx)?;
     let gpu = ms(t);
-    let t = Instant::now();
     let fa = faer_mat(m, n, &a);
-    let _cpu_norms: Vec<f32> = (0..n).map(|j| fa.col(j).norm_l2()).collect();
+    let t = Instant::now();
+    black_box((0..n).map(|j| fa.col(j).norm_l2()).collect::<Vec<f32>>());
     let cpu = ms(t);
     let err = (0..n)
         .map(|j| {
@@ -113,7 +114,7 @@ fn run() -> metalcore::Result<()> {
     let fa = faer_mat(m, n, &a);
     let t = Instant::now();
     let f = fa.qr();
-    let _ = (f.compute_thin_Q(), f.thin_R().to_owned());
+    black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
     let cpu = ms(t);
     let qr_prod = matmul(m, n, n, &q, &r);
     let err = rel(
@@ -171,7 +172,7 @@ fn run() -> metalcore::Result<()> {
     let gpu = ms(t);
     let (fa, fb) = (faer_mat(m, n, &a), faer_mat(m, k, &b));
     let t = Instant::now();
-    let fx = fa.qr().solve_lstsq(&fb);
+    black_box(fa.qr().solve_lstsq(&fb));
     let cpu = ms(t);
     // Normal-equations residual: Aᵀ(AX − B) vanishes at the least-squares solution.
     let r: Vec<f64> = matmul(m, n, k, &a, &x)
@@ -186,7 +187,6 @@ fn run() -> metalcore::Result<()> {
         fro(atr.into_iter()),
         fro(a.iter().map(|&v| v as f64)) * fro(r.iter().copied()),
     );
-    let _ = fx;
     line("lstsq 1024×64, 2 rhs", "‖Aᵀr‖/(‖A‖‖r‖)", err, gpu, cpu);
 
     // Batched QR: many small matrices, one workgroup each.
@@ -209,7 +209,7 @@ fn run() -> metalcore::Result<()> {
     let t = Instant::now();
     for fa in &mats {
         let f = fa.qr();
-        let _ = (f.compute_thin_Q(), f.thin_R().to_owned());
+        black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
     }
     let cpu = ms(t);
     let mut err = 0.0f64;
@@ -248,7 +248,7 @@ fn run() -> metalcore::Result<()> {
         .collect();
     let t = Instant::now();
     for (fa, fb) in &mats {
-        let _ = fa.qr().solve_lstsq(fb);
+        black_box(fa.qr().solve_lstsq(fb));
     }
     let cpu = ms(t);
     let mut err = 0.0f64;

@@ -305,8 +305,17 @@ impl Context {
         Ok(())
     }
 
+    /// The workgroup size of the 1-D kernels: the largest power of two up to 256 invocations
+    /// that the device allows (a power of two for their tree reductions).
+    pub(crate) fn workgroup_1d(&self) -> u32 {
+        let max = self
+            .limits
+            .max_compute_invocations_per_workgroup
+            .clamp(1, 256);
+        1 << (31 - max.leading_zeros())
+    }
+
     /// Whether a kernel variant needing this much workgroup memory and these many invocations fits.
-    #[allow(dead_code)] // used by the trsm and batched paths
     pub(crate) fn fits_workgroup(&self, storage_bytes: u32, invocations: u32) -> bool {
         storage_bytes <= self.limits.max_compute_workgroup_storage_size
             && invocations <= self.limits.max_compute_invocations_per_workgroup

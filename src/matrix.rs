@@ -305,7 +305,6 @@ impl GpuBatch {
         &self.buffer
     }
 
-    #[allow(dead_code)] // used by the trsm and batched paths
     pub(crate) fn shape_struct(&self) -> Shape {
         Shape::batch(self.batch, self.rows, self.cols)
     }

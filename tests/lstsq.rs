@@ -37,14 +37,13 @@ fn back_substitute(r: &Mat, b: &Mat) -> Mat {
 
 /// f64 least squares for a full-rank A (m ≥ n): x = R⁻¹ (Qᵀ b)[..n]; also κ₂-estimate ‖R‖_F‖R⁻¹‖_F.
 fn reference(a: &Mat, b: &Mat) -> (Mat, f64) {
-    let (m, n) = (a.rows, a.cols);
+    let n = a.cols;
     let (rv, tau) = geqr2_f64(a);
     let q = reflector_product(&rv, &tau, 0, n);
     let qtb = q.t().matmul(b).rows_range(0, n);
     let r = upper(&rv, n).cols_range(0, n);
     let x = back_substitute(&r, &qtb);
     let rinv = back_substitute(&r, &Mat::identity(n));
-    let _ = m;
     (x, r.fro() * rinv.fro())
 }
 

@@ -233,7 +233,7 @@ pub(crate) fn record_back_substitute(
         c_stride: c.stride as u32,
         _pad: 0,
     };
-    let wg = ctx.limits().max_compute_invocations_per_workgroup.min(256);
+    let wg = ctx.workgroup_1d();
     rec.dispatch(
         ctx,
         &SOURCE,

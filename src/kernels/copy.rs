@@ -56,8 +56,7 @@ pub(crate) fn record(
         out_stride: out.stride as u32,
         _pad2: 0,
     };
-    let wg = 256u32.min(ctx.limits().max_compute_invocations_per_workgroup);
-    let wg = 1u32 << (31 - wg.leading_zeros());
+    let wg = ctx.workgroup_1d();
     rec.dispatch(
         ctx,
         &SOURCE,

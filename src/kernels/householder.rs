@@ -72,11 +72,6 @@ struct Params {
     _pad: [u32; 2],
 }
 
-fn wg(ctx: &Context) -> u32 {
-    let max = ctx.limits().max_compute_invocations_per_workgroup.min(256);
-    1 << (31 - max.leading_zeros())
-}
-
 fn dispatch(
     rec: &mut Recorder,
     ctx: &Context,
@@ -97,7 +92,7 @@ fn dispatch_from(
     buffers: [&wgpu::Buffer; 3],
     groups: u32,
 ) {
-    let wg = wg(ctx);
+    let wg = ctx.workgroup_1d();
     rec.dispatch(
         ctx,
         source,
@@ -114,7 +109,7 @@ fn dispatch_from(
 }
 
 fn elementwise_groups(ctx: &Context, elements: usize) -> u32 {
-    (elements as u32).div_ceil(wg(ctx))
+    (elements as u32).div_ceil(ctx.workgroup_1d())
 }
 
 /// Factors columns `j0 .. j0+k` of each m-row matrix (rows j0..m) in place, one workgroup per
@@ -146,7 +141,7 @@ pub(crate) fn panel(
         ..Default::default()
     };
     let buffers = [a.buffer, tau.buffer, tau.buffer];
-    if ctx.subgroups_usable(wg(ctx)) {
+    if ctx.subgroups_usable(ctx.workgroup_1d()) {
         let entry = "geqr2_panel_sg";
         dispatch_from(
             rec,

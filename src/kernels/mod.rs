@@ -41,13 +41,4 @@ impl<'a> View<'a> {
             ld: ld as u32,
         }
     }
-
-    /// The view shifted to start at (i, j).
-    #[allow(dead_code)] // used by the trsm and batched paths
-    pub fn at(self, i: usize, j: usize) -> Self {
-        Self {
-            offset: self.offset + i as u32 + j as u32 * self.ld,
-            ..self
-        }
-    }
 }

@@ -38,8 +38,7 @@ pub(crate) fn record(
         out_offset: out_offset as u32,
         _pad: [0; 3],
     };
-    let wg = ctx.limits().max_compute_invocations_per_workgroup.min(256);
-    let wg = 1u32 << (31 - wg.leading_zeros()); // a power of two for the tree reduction
+    let wg = ctx.workgroup_1d();
     rec.dispatch(
         ctx,
         &SOURCE,

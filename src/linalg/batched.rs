@@ -122,6 +122,13 @@ fn choose(
     }
 }
 
+/// Elements one buffer of a chunk may hold: one storage binding, or less when the options say so.
+fn binding_limit(ctx: &Context, options: &BatchedOptions) -> u64 {
+    options
+        .max_chunk_elements
+        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()))
+}
+
 /// Matrices per chunk so that no buffer of a chunk holds more than the binding limit, given the
 /// largest per-matrix element count of any buffer a chunk binds.
 fn chunk_len(
@@ -131,9 +138,7 @@ fn chunk_len(
     shape: Shape,
     per_matrix: usize,
 ) -> Result<usize> {
-    let limit = options
-        .max_chunk_elements
-        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()));
+    let limit = binding_limit(ctx, options);
     let per = per_matrix.max(1) as u64;
     if per > limit {
         return Err(Error::TooLarge {
@@ -263,9 +268,7 @@ fn record_qr(
     check_block_size(op, options)?;
     let (batch, m, n) = (a.batch(), a.rows(), a.cols());
     let (r_rows, qcols) = qr_shapes(m, n, mode);
-    let limit = options
-        .max_chunk_elements
-        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()));
+    let limit = binding_limit(ctx, options);
     let per = (m * n).max(m * qcols).max(r_rows * n);
     let mut rec = ctx.recorder(op);
     if (batch * per) as u64 <= limit {
@@ -599,9 +602,7 @@ fn lstsq(
     ctx.check_elements(op, batch as u64, shape)?;
     let info = ctx.storage_buffer("metalcore info", batch as u64);
     let mut rec = ctx.recorder(op);
-    let limit = options
-        .max_chunk_elements
-        .map_or(ctx.max_elements(), |l| l.min(ctx.max_elements()));
+    let limit = binding_limit(ctx, options);
     let per = (m * n).max(m * nrhs).max(n * nrhs);
     if (batch * per) as u64 <= limit {
         record_lstsq_chunked(&mut rec, ctx, op, a, b, &x, (&info, 0), options)?;

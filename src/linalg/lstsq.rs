@@ -71,10 +71,10 @@ fn record(
     let c = GpuMatrix::uninit(ctx, op, rows, k)?; // zero-initialised by wgpu
     let cm = Mats::new(&c.buffer, 0, rows, 0);
     copy::record(rec, ctx, m, k, 1, Mats::new(&b.buffer, 0, m, 0), cm, false);
-    let solve = |uplo_trans: bool| TrsmOptions {
+    let solve = |trans: bool| TrsmOptions {
         side: Side::Left,
         uplo: Uplo::Upper,
-        trans: uplo_trans,
+        trans,
         unit_diagonal: false,
     };
     if tall {
