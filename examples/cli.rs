@@ -754,7 +754,15 @@ fn qr(args: &[String]) -> Res<()> {
     let ctx = context()?;
     let ga = upload_matrix(&ctx, &a)?;
     let t = Instant::now();
-    let res = metalcore::qr_with(&ctx, &ga, mode, &QrOptions { block_size })?;
+    let res = metalcore::qr_with(
+        &ctx,
+        &ga,
+        mode,
+        &QrOptions {
+            block_size,
+            ..Default::default()
+        },
+    )?;
     let q = res
         .q
         .as_ref()

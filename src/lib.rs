@@ -44,7 +44,7 @@ pub use linalg::batched::{
 pub use linalg::blas::{column_norms, gemm, matmul};
 pub use linalg::householder::{geqr2, larfb, larft};
 pub use linalg::lstsq::{lstsq, lstsq_unchecked, solve};
-pub use linalg::qr::{geqrf, qr, qr_with, Qr, QrFactors, QrMode, QrOptions};
+pub use linalg::qr::{geqrf, qr, qr_with, PanelAlgorithm, Qr, QrFactors, QrMode, QrOptions};
 pub use linalg::trsm::{
     trsm, trsm_batched, trsm_batched_checked, trsm_batched_in_place, trsm_checked, trsm_in_place,
     Side, TrsmOptions, Uplo,

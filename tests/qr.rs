@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use metalcore::{geqr2, geqrf, larfb, larft, qr, qr_with, GpuMatrix, QrMode, QrOptions};
+use metalcore::{
+    geqr2, geqrf, larfb, larft, qr, qr_with, GpuMatrix, PanelAlgorithm, QrMode, QrOptions,
+};
 
 fn upload(m: &Mat) -> GpuMatrix {
     let data: Vec<f32> = m.data.iter().map(|&x| x as f32).collect();
@@ -55,10 +57,36 @@ fn quality(a: &Mat, q: &Mat, r: &Mat) -> (f64, f64) {
 /// GPU QR of `a` in `mode` with panel width `nb`; checks shapes, exact zeros below R's
 /// diagonal, and the two invariants against faer's float32 result on the same matrix.
 fn check_qr(name: &str, a: &Mat, mode: QrMode, nb: Option<usize>) {
+    for panel in PANELS {
+        let opts = QrOptions {
+            block_size: nb,
+            ..panel
+        };
+        check_qr_with(&format!("{name} {:?}", panel.panel), a, mode, &opts);
+    }
+}
+
+/// Panel algorithms every shape is checked with: one workgroup, and TSQR with the smallest
+/// blocks it takes (2·nb rows), so that even small test matrices get trees of several levels.
+const PANELS: [QrOptions; 2] = [
+    QrOptions {
+        block_size: None,
+        panel: PanelAlgorithm::OneWorkgroup,
+        tsqr_block_rows: None,
+    },
+    QrOptions {
+        block_size: None,
+        panel: PanelAlgorithm::Tsqr,
+        tsqr_block_rows: Some(1),
+    },
+];
+
+fn check_qr_with(name: &str, a: &Mat, mode: QrMode, opts: &QrOptions) {
+    let nb = opts.block_size;
     let ctx = ctx();
     let (m, n) = (a.rows, a.cols);
     let k = m.min(n);
-    let res = qr_with(ctx, &upload(a), mode, &QrOptions { block_size: nb }).unwrap();
+    let res = qr_with(ctx, &upload(a), mode, opts).unwrap();
     let r = download(&res.r);
     let r_rows = if mode == QrMode::Complete { m } else { k };
     assert_eq!((r.rows, r.cols), (r_rows, n), "{name}: R shape");
@@ -322,6 +350,7 @@ fn apply_qt_and_q_without_forming_q() {
             &upload(&a),
             &QrOptions {
                 block_size: Some(8),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -357,6 +386,7 @@ fn qr_is_one_submission_with_no_readback() {
         QrMode::Complete,
         &QrOptions {
             block_size: Some(16),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -411,5 +441,69 @@ fn qr_rejects_empty_input_and_propagates_nan() {
             r[(0, 0)].is_finite() && r[(0, 2)].is_finite(),
             "{mode:?}: R row 0"
         );
+    }
+}
+
+/// TSQR with Householder reconstruction must give the factors geqr2 + larft give (same sign
+/// rule), not just some valid QR: compare R, the reflectors, tau and T of both panel algorithms.
+#[test]
+fn tsqr_panels_give_the_factors_of_one_workgroup_panels() {
+    let ctx = ctx();
+    // Tall random Gaussian matrices (m ≥ 3n) have condition numbers below ~4, so two backward
+    // stable computations of the same unique factorization agree to a few m·ε in every entry
+    // (R relative to max|A|·√m; reflector entries, tau and T are O(1)). 32·m·ε leaves room for
+    // the different summation orders; a wrong sign or reflector gives differences of order 1.
+    for &(m, n, nb, rows) in &[(300, 40, 16, 1), (97, 33, 8, 20), (200, 21, 21, 60)] {
+        let a = random(m, n, 1300 + m as u64);
+        let opts = |panel| QrOptions {
+            block_size: Some(nb),
+            panel,
+            tsqr_block_rows: Some(rows),
+        };
+        let one = geqrf(ctx, &upload(&a), &opts(PanelAlgorithm::OneWorkgroup)).unwrap();
+        let ts = geqrf(ctx, &upload(&a), &opts(PanelAlgorithm::Tsqr)).unwrap();
+        let tol = 32.0 * m as f64 * EPS;
+        let scale = a.max_abs() * (m as f64).sqrt();
+        let (rv1, rv2) = (download(&one.rv), download(&ts.rv));
+        for j in 0..n {
+            for i in 0..m {
+                let s = if i <= j { scale } else { 1.0 };
+                let d = (rv1[(i, j)] - rv2[(i, j)]).abs();
+                assert!(
+                    d <= tol * s,
+                    "{m}×{n} nb={nb}: rv[{i},{j}] {} vs {}",
+                    rv1[(i, j)],
+                    rv2[(i, j)]
+                );
+            }
+        }
+        for (what, x, y) in [("tau", &one.tau, &ts.tau), ("T", &one.t, &ts.t)] {
+            let d = download(x).sub(&download(y)).max_abs();
+            assert!(d <= tol, "{m}×{n} nb={nb}: {what} differs by {d:e}");
+        }
+    }
+}
+
+#[test]
+fn tsqr_panels_propagate_nan_and_keep_zero_columns_exact() {
+    let ctx = ctx();
+    let opts = QrOptions {
+        block_size: Some(8),
+        panel: PanelAlgorithm::Tsqr,
+        tsqr_block_rows: Some(1),
+    };
+    let mut a = random(90, 12, 1400);
+    a[(70, 3)] = f64::NAN;
+    let r = download(&qr_with(ctx, &upload(&a), QrMode::R, &opts).unwrap().r);
+    assert!(r[(3, 3)].is_nan(), "NaN in column 3 must reach R[3,3]");
+    assert!(r[(0, 0)].is_finite() && r[(2, 2)].is_finite());
+    // A zero column stays a zero column of R above the diagonal's row, with R_jj = 0.
+    let mut z = random(90, 12, 1401);
+    for i in 0..90 {
+        z[(i, 5)] = 0.0;
+    }
+    let r = download(&qr_with(ctx, &upload(&z), QrMode::R, &opts).unwrap().r);
+    for i in 0..12 {
+        assert_eq!(r[(i, 5)], 0.0, "R[{i},5] of a zero column");
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod gemm;
 pub(crate) mod householder;
 pub(crate) mod norms;
 pub(crate) mod trsm;
+pub(crate) mod tsqr;
 
 use crate::context::KernelSource;
 
@@ -23,6 +24,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &householder::SOURCE_SUBGROUP,
     &norms::SOURCE,
     &trsm::SOURCE,
+    &tsqr::SOURCE,
 ];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.

@@ -20,6 +20,7 @@ use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
 use crate::kernels::gemm::Gemm;
 use crate::kernels::householder::{self as hh, Mats};
+use crate::kernels::tsqr;
 use crate::linalg::non_empty;
 use crate::matrix::GpuMatrix;
 
@@ -38,11 +39,28 @@ pub enum QrMode {
     R,
 }
 
+/// How each panel of the blocked factorization is factored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PanelAlgorithm {
+    /// TSQR for panels at least twice as tall as a TSQR block (m ≫ nb), else one workgroup.
+    #[default]
+    Auto,
+    /// One workgroup walks the panel column by column (`geqr2`), then `larft` builds T.
+    OneWorkgroup,
+    /// TSQR with Householder reconstruction wherever the adapter's workgroup memory holds a
+    /// block of at least 2·nb rows (one workgroup otherwise).
+    Tsqr,
+}
+
 /// Tuning for the blocked factorization.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QrOptions {
     /// Panel width nb; `None` picks `min(min(m, n), 32)`.
     pub block_size: Option<usize>,
+    /// Panel factorization; the default picks TSQR for tall panels.
+    pub panel: PanelAlgorithm,
+    /// Rows per TSQR block (`None`: 128, lowered to fit the adapter's workgroup memory).
+    pub tsqr_block_rows: Option<usize>,
 }
 
 /// The shape of a blocked factorization: sizes, panel width, and where its pieces live.
@@ -53,13 +71,59 @@ pub(crate) struct Plan {
     pub k: usize,
     pub nb: usize,
     pub batch: usize,
+    pub panel: PanelAlgorithm,
+    pub tsqr_rows: Option<usize>,
 }
 
 impl Plan {
     pub fn new(m: usize, n: usize, batch: usize, block_size: Option<usize>) -> Self {
         let k = m.min(n);
         let nb = block_size.unwrap_or(DEFAULT_BLOCK_SIZE).clamp(1, k.max(1));
-        Self { m, n, k, nb, batch }
+        Self {
+            m,
+            n,
+            k,
+            nb,
+            batch,
+            panel: PanelAlgorithm::Auto,
+            tsqr_rows: None,
+        }
+    }
+
+    /// The same plan with the panel choices of `options`.
+    pub fn with_options(self, options: &QrOptions) -> Self {
+        Self {
+            panel: options.panel,
+            tsqr_rows: options.tsqr_block_rows,
+            ..self
+        }
+    }
+
+    /// The TSQR variant for the panel at `j0` of width `w`, or `None` when that panel is
+    /// factored by one workgroup.
+    pub fn tsqr(&self, ctx: &Context, j0: usize, w: usize) -> Option<tsqr::Variant> {
+        let rows = self.m - j0;
+        if self.panel == PanelAlgorithm::OneWorkgroup {
+            return None;
+        }
+        let v = tsqr::Variant::new(ctx, w, self.tsqr_rows)?;
+        let wanted = match self.panel {
+            PanelAlgorithm::Tsqr => true,
+            _ => rows >= 2 * v.rb,
+        };
+        (wanted && tsqr::fits_grid(ctx, &v, rows, self.batch)).then_some(v)
+    }
+
+    /// Scratch elements per matrix the TSQR panels need (0 when no panel uses TSQR).
+    fn tsqr_scratch(&self, ctx: &Context) -> usize {
+        self.panel_iter()
+            .into_iter()
+            .filter_map(|(j0, w)| {
+                self.tsqr(ctx, j0, w)
+                    .map(|v| tsqr::Layout::new(&v, self.m - j0).total)
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn panels(&self) -> usize {
@@ -83,6 +147,8 @@ pub(crate) struct Workspace {
     w1: wgpu::Buffer,
     w2: wgpu::Buffer,
     wcols: usize,
+    /// TSQR scratch and its elements per matrix (none when no panel uses TSQR).
+    tsqr: Option<(wgpu::Buffer, usize)>,
 }
 
 impl Workspace {
@@ -97,12 +163,19 @@ impl Workspace {
             ctx.check_elements(op, elements * batch, shape)?;
             Ok(ctx.storage_buffer("metalcore workspace", elements * batch))
         };
+        let tsqr_stride = plan.tsqr_scratch(ctx);
+        let tsqr = if tsqr_stride > 0 {
+            Some((make(tsqr_stride as u64)?, tsqr_stride))
+        } else {
+            None
+        };
         Ok(Self {
             v: make(plan.m as u64 * nb)?,
             s: make(nb * nb)?,
             w1: make(nb * wcols as u64)?,
             w2: make(nb * wcols as u64)?,
             wcols,
+            tsqr,
         })
     }
 
@@ -250,29 +323,40 @@ pub(crate) fn record_geqrf(
     t: Mats,
 ) {
     for (p, (j0, w)) in plan.panel_iter().into_iter().enumerate() {
-        hh::panel(rec, ctx, plan.m, j0, w, w, a, tau, plan.batch);
         let trailing = plan.n - j0 - w;
         let rows = plan.m - j0;
-        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
-        let v = ws.v(plan, rows);
-        gemm(
-            rec,
-            ctx,
-            plan.batch,
-            w,
-            w,
-            rows,
-            1.0,
-            v,
-            true,
-            v,
-            false,
-            0.0,
-            ws.s(plan),
-        );
         let tp = t_block(t, plan, p);
         let tau_p = Mats::new(tau.buffer, tau.offset + j0, 1, tau.stride);
-        hh::larft(rec, ctx, w, ws.s(plan), tau_p, tp, plan.batch);
+        let variant = plan.tsqr(ctx, j0, w);
+        if let (Some(v), Some((scratch, stride))) = (variant, ws.tsqr.as_ref()) {
+            let out = tsqr::PanelOut {
+                a: a.at(j0, j0),
+                tau: tau_p,
+                t: tp,
+                v: ws.v(plan, rows),
+            };
+            tsqr::record_panel(rec, ctx, &v, rows, &out, scratch, *stride, plan.batch);
+        } else {
+            hh::panel(rec, ctx, plan.m, j0, w, w, a, tau, plan.batch);
+            hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+            let v = ws.v(plan, rows);
+            gemm(
+                rec,
+                ctx,
+                plan.batch,
+                w,
+                w,
+                rows,
+                1.0,
+                v,
+                true,
+                v,
+                false,
+                0.0,
+                ws.s(plan),
+            );
+            hh::larft(rec, ctx, w, ws.s(plan), tau_p, tp, plan.batch);
+        }
         if trailing > 0 {
             larfb_panel(
                 rec,
@@ -495,7 +579,7 @@ fn factor_into(
     ws_cols: usize,
 ) -> Result<(QrFactors, Workspace)> {
     check_input(op, a, options)?;
-    let plan = Plan::new(a.rows(), a.cols(), 1, options.block_size);
+    let plan = Plan::new(a.rows(), a.cols(), 1, options.block_size).with_options(options);
     let rv = GpuMatrix::uninit(ctx, op, plan.m, plan.n)?;
     let tau = GpuMatrix::uninit(ctx, op, plan.k, 1)?;
     let t = GpuMatrix::uninit(ctx, op, plan.nb, plan.panels() * plan.nb)?;

@@ -1,0 +1,442 @@
+// TSQR panel factorization with Householder reconstruction (Ballard, Demmel, Grigori,
+// Jacquelin, Knight, Nguyen, "Reconstructing Householder vectors from Tall-Skinny QR", 2015).
+//
+// A tall panel (rows × B, rows ≫ B) is cut into blocks of at most RB rows. Each block is factored
+// by Householder QR in workgroup memory, all blocks at once; the B×B R factors are stacked and
+// factored again, level by level, until one block is left (`tsqr_factor`, once per level). The
+// explicit Q (rows × B) is then built top-down: each block applies its reflectors to its B×B
+// piece of the parent's Q padded with zeros (`tsqr_expand`, once per level). Finally the
+// Householder form LAPACK's blocked QR needs is reconstructed from Q (`tsqr_lu`, `tsqr_rows`):
+//   Q - S = L U   (LU without pivoting; S = diag(-sign) chosen on the way so |U_ii| >= 1),
+//   Y = L (unit lower trapezoidal: the reflectors), T = -U S L₁⁻ᵀ, R_H = S R,
+// so that I - Y T Yᵀ is the panel's block reflector and A = (I - Y T Yᵀ)[:, :B] R_H. That is
+// exactly what geqr2 + larft would give (same sign rule as slarfg), computed with O(log rows)
+// dependent launches instead of a sequential column loop over all rows of the panel.
+//
+// Blocks: a level of `rows` rows has `nblocks` blocks; block g has rows/nblocks rows, one more
+// for the first rows % nblocks blocks, so every block has at least B rows when rows >= B and
+// RB >= 2B (the host guarantees both). Each column of a block is scaled by a power of two at
+// load (exact, and QR commutes with column scaling: QR(A D) = Q (R D)), so no norm can overflow
+// or underflow for scaled input; R is unscaled when written.
+//
+// Work split in `tsqr_factor` / `tsqr_expand`: TPC = WG / B invocations per column; for a step
+// j, invocation (c, part) handles rows part, part + TPC, … of column c. One reduction buffer,
+// two barriers per step: partial dot products, then every invocation of column c sums the TPC
+// partials itself (no third barrier) and updates its rows.
+//
+// Workgroup memory: SMEM + WG + 5·B + 2·RB floats (SMEM = max(LDS·B, 3·B·(B+1))), sized by the
+// host to the adapter's limit.
+
+override B: u32 = 32u;      // panel width
+override RB: u32 = 96u;     // most rows in a block
+override LDS: u32 = 97u;    // leading dimension of a block in workgroup memory (RB + 1)
+override SMEM: u32 = 3168u; // max(LDS·B, 3·B·(B+1))
+override TPC: u32 = 8u;     // invocations per column (WG / B)
+override VC: u32 = 192u;    // 2·RB: double-buffered reflector column in tsqr_expand
+override WG: u32 = 256u;
+
+const F32_MAX: f32 = 3.40282347e38;
+
+struct Params {
+    rows: u32,       // rows of this level's tall matrix (lu/rows: the panel's rows)
+    nblocks: u32,    // blocks of this level
+    batch: u32,
+    top: u32,        // expand: 1 when C is the identity (top level)
+    x_off: u32,      // the level's matrix: factored in place by factor, V read by expand
+    x_ld: u32,
+    x_stride: u32,
+    r_off: u32,      // factor: R out; expand: the parent's Q (C); lu: the top R
+    r_ld: u32,
+    q_off: u32,      // expand: Q out; lu/rows: the panel's explicit Q
+    q_ld: u32,
+    tau_off: u32,    // factor/expand: the level's tau (in scratch); lu: the panel's tau out
+    tau_stride: u32,
+    s_stride: u32,   // elements between batch members in the scratch buffer
+    a_off: u32,      // lu/rows: the panel in A (Y below the diagonal, R_H on and above)
+    a_ld: u32,
+    a_stride: u32,
+    v_off: u32,      // lu/rows: explicit V (unit diagonal, zeros above)
+    v_ld: u32,
+    v_stride: u32,
+    t_off: u32,      // lu: T out
+    t_ld: u32,
+    t_stride: u32,
+    u_off: u32,      // lu: U⁻¹ out; rows: U⁻¹ in (scratch)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> abuf: array<f32>;
+@group(0) @binding(4) var<storage, read_write> taubuf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> tbuf: array<f32>;
+@group(0) @binding(6) var<storage, read_write> vbuf: array<f32>;
+
+var<workgroup> blk: array<f32, SMEM>;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> arow: array<f32, B>;
+var<workgroup> betas: array<f32, B>;
+var<workgroup> dinvs: array<f32, B>;
+var<workgroup> taus: array<f32, B>;
+var<workgroup> expo: array<i32, B>;
+var<workgroup> vc: array<f32, VC>;
+
+// First row and row count of block g of a level.
+fn block_rows(g: u32) -> vec2<u32> {
+    let base = p.rows / p.nblocks;
+    let rem = p.rows % p.nblocks;
+    return vec2<u32>(g * base + min(g, rem), base + select(0u, 1u, g < rem));
+}
+
+@compute @workgroup_size(WG)
+fn tsqr_factor(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let g = wid.x;
+    let bm = wid.y;
+    if g >= p.nblocks || bm >= p.batch {
+        return;
+    }
+    let br = block_rows(g);
+    let nr = br.y;
+    let xb = p.x_off + bm * p.x_stride + br.x;
+    for (var e = lid; e < nr * B; e += WG) {
+        let i = e % nr;
+        let c = e / nr;
+        blk[c * LDS + i] = xbuf[xb + i + c * p.x_ld];
+    }
+    workgroupBarrier();
+
+    let c = lid / TPC;
+    let part = lid % TPC;
+    let owns = c < B;
+
+    // Column scales: a power of two near each column's largest magnitude.
+    var mx = 0.0;
+    if owns {
+        for (var i = part; i < nr; i += TPC) {
+            mx = max(mx, abs(blk[c * LDS + i]));
+        }
+    }
+    red[lid] = mx;
+    workgroupBarrier();
+    if lid < B {
+        var m2 = 0.0;
+        for (var q = 0u; q < TPC; q++) {
+            m2 = max(m2, red[lid * TPC + q]);
+        }
+        var e = 0;
+        if m2 > 0.0 && m2 <= F32_MAX {
+            e = frexp(m2).exp;
+        }
+        expo[lid] = e;
+    }
+    workgroupBarrier();
+    if owns {
+        let e = expo[c];
+        for (var i = part; i < nr; i += TPC) {
+            blk[c * LDS + i] = ldexp(blk[c * LDS + i], -e);
+        }
+    }
+    workgroupBarrier();
+
+    // Householder steps. Column j keeps x (its part below the diagonal) unscaled until the end;
+    // v = x · dinv is applied on the fly, so no invocation writes what another reads.
+    for (var j = 0u; j < B; j++) {
+        var s = 0.0;
+        if owns && c >= j {
+            for (var i = j + 1u + part; i < nr; i += TPC) {
+                s = fma(blk[j * LDS + i], blk[c * LDS + i], s);
+            }
+            if part == 0u {
+                arow[c] = blk[c * LDS + j];
+            }
+        }
+        red[lid] = s;
+        workgroupBarrier();
+        if owns && c >= j {
+            var dj = 0.0;
+            var dc = 0.0;
+            for (var q = 0u; q < TPC; q++) {
+                dj += red[j * TPC + q];
+                dc += red[c * TPC + q];
+            }
+            let alpha = arow[j];
+            // slarfg: beta = -sign(alpha)·‖(alpha, x)‖, tau = (beta - alpha)/beta,
+            // v = x/(alpha - beta); H = I (tau = 0) when x is already zero.
+            var tau = 0.0;
+            var beta = alpha;
+            var dinv = 0.0;
+            if dj != 0.0 {
+                let h = sqrt(fma(alpha, alpha, dj));
+                beta = select(h, -h, alpha >= 0.0);
+                tau = (beta - alpha) / beta;
+                dinv = 1.0 / (alpha - beta);
+            }
+            if c == j {
+                if part == 0u {
+                    taus[j] = tau;
+                    betas[j] = beta;
+                    dinvs[j] = dinv;
+                }
+            } else {
+                let w = tau * fma(dc, dinv, arow[c]);
+                if part == 0u {
+                    blk[c * LDS + j] = arow[c] - w;
+                }
+                let wd = -w * dinv;
+                for (var i = j + 1u + part; i < nr; i += TPC) {
+                    blk[c * LDS + i] = fma(wd, blk[j * LDS + i], blk[c * LDS + i]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // V (strictly below the diagonal) back in place; R, unscaled, to the R output; tau.
+    for (var e = lid; e < nr * B; e += WG) {
+        let i = e % nr;
+        let cc = e / nr;
+        if i > cc {
+            xbuf[xb + i + cc * p.x_ld] = blk[cc * LDS + i] * dinvs[cc];
+        }
+    }
+    let rb = p.r_off + bm * p.s_stride + g * B;
+    for (var e = lid; e < B * B; e += WG) {
+        let i = e % B;
+        let cc = e / B;
+        var v = 0.0;
+        if i < cc {
+            v = ldexp(blk[cc * LDS + i], expo[cc]);
+        } else if i == cc {
+            v = ldexp(betas[cc], expo[cc]);
+        }
+        sbuf[rb + i + cc * p.r_ld] = v;
+    }
+    if lid < B {
+        sbuf[p.tau_off + bm * p.s_stride + g * B + lid] = taus[lid];
+    }
+}
+
+// Column j of block V with its implicit unit diagonal and zeros above, for rows < nr.
+fn v_elem(xb: u32, i: u32, j: u32) -> f32 {
+    if i > j {
+        return xbuf[xb + i + j * p.x_ld];
+    }
+    return select(0.0, 1.0, i == j);
+}
+
+@compute @workgroup_size(WG)
+fn tsqr_expand(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let g = wid.x;
+    let bm = wid.y;
+    if g >= p.nblocks || bm >= p.batch {
+        return;
+    }
+    let br = block_rows(g);
+    let nr = br.y;
+    let xb = p.x_off + bm * p.x_stride + br.x;
+    // X = [C; 0], C = the parent's Q rows g·B .. g·B + B (the identity at the top).
+    let cb = p.r_off + bm * p.s_stride + g * B;
+    for (var e = lid; e < nr * B; e += WG) {
+        let i = e % nr;
+        let cc = e / nr;
+        var v = 0.0;
+        if i < B {
+            if p.top != 0u {
+                v = select(0.0, 1.0, i == cc);
+            } else {
+                v = sbuf[cb + i + cc * p.r_ld];
+            }
+        }
+        blk[cc * LDS + i] = v;
+    }
+    let last = B - 1u;
+    for (var i = lid; i < nr; i += WG) {
+        vc[(last % 2u) * RB + i] = v_elem(xb, i, last);
+    }
+    workgroupBarrier();
+
+    let c = lid / TPC;
+    let part = lid % TPC;
+    let owns = c < B;
+    let tb = p.tau_off + bm * p.s_stride + g * B;
+    // Q_block = H_0 … H_{B-1} [C; 0]: H_{B-1} first.
+    for (var jj = 0u; jj < B; jj++) {
+        let j = last - jj;
+        let cur = (j % 2u) * RB;
+        var s = 0.0;
+        if owns {
+            for (var i = j + part; i < nr; i += TPC) {
+                s = fma(vc[cur + i], blk[c * LDS + i], s);
+            }
+        }
+        red[lid] = s;
+        if j > 0u {
+            let nxt = ((j - 1u) % 2u) * RB;
+            for (var i = lid; i < nr; i += WG) {
+                vc[nxt + i] = v_elem(xb, i, j - 1u);
+            }
+        }
+        workgroupBarrier();
+        if owns {
+            var w = 0.0;
+            for (var q = 0u; q < TPC; q++) {
+                w += red[c * TPC + q];
+            }
+            w = -w * sbuf[tb + j];
+            for (var i = j + part; i < nr; i += TPC) {
+                blk[c * LDS + i] = fma(w, vc[cur + i], blk[c * LDS + i]);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let qb = p.q_off + bm * p.s_stride + br.x;
+    for (var e = lid; e < nr * B; e += WG) {
+        let i = e % nr;
+        let cc = e / nr;
+        sbuf[qb + i + cc * p.q_ld] = blk[cc * LDS + i];
+    }
+}
+
+// Reconstruction, one workgroup per panel: modified LU of the top B×B block of Q, then
+// T = -U S L₁⁻ᵀ and U⁻¹. Writes the panel's top block (R_H on and above the diagonal, L₁
+// below), the top rows of explicit V, tau (T's diagonal), T, and U⁻¹ for tsqr_rows.
+@compute @workgroup_size(WG)
+fn tsqr_lu(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bm = wid.x;
+    if bm >= p.batch {
+        return;
+    }
+    let ld = B + 1u;
+    let lu0 = 0u;
+    let ui0 = B * ld;
+    let t0 = 2u * B * ld;
+    let qb = p.q_off + bm * p.s_stride;
+    for (var e = lid; e < B * B; e += WG) {
+        let i = e % B;
+        let cc = e / B;
+        blk[lu0 + cc * ld + i] = sbuf[qb + i + cc * p.q_ld];
+    }
+    workgroupBarrier();
+    // LU without pivoting of Q₁ - S. Column i keeps its unscaled values until the end
+    // (L = column / u_i), so each step needs one barrier.
+    for (var i = 0u; i < B; i++) {
+        let piv = blk[lu0 + i * ld + i];
+        let sgn = select(1.0, -1.0, piv >= 0.0); // S_ii = -sign(piv)
+        let u = piv - sgn;
+        if lid == 0u {
+            betas[i] = u;
+            dinvs[i] = sgn;
+        }
+        for (var e = lid; e < B * B; e += WG) {
+            let r = e % B;
+            let cc = e / B;
+            if r > i && cc > i {
+                blk[lu0 + cc * ld + r] -= blk[lu0 + i * ld + r] / u * blk[lu0 + cc * ld + i];
+            }
+        }
+        workgroupBarrier();
+    }
+    // L₁ below the diagonal, U on it.
+    for (var e = lid; e < B * B; e += WG) {
+        let r = e % B;
+        let cc = e / B;
+        if r > cc {
+            blk[lu0 + cc * ld + r] = blk[lu0 + cc * ld + r] / betas[cc];
+        } else if r == cc {
+            blk[lu0 + cc * ld + r] = betas[cc];
+        }
+    }
+    workgroupBarrier();
+    if lid < B {
+        // Column c = lid of U⁻¹ by back substitution.
+        let cc = lid;
+        blk[ui0 + cc * ld + cc] = 1.0 / blk[lu0 + cc * ld + cc];
+        for (var ii = 0u; ii < cc; ii++) {
+            let i = cc - 1u - ii;
+            var acc = 0.0;
+            for (var k = i + 1u; k <= cc; k++) {
+                acc = fma(blk[lu0 + k * ld + i], blk[ui0 + cc * ld + k], acc);
+            }
+            blk[ui0 + cc * ld + i] = -acc / blk[lu0 + i * ld + i];
+        }
+    } else if lid < 2u * B {
+        // Row i of T: T L₁ᵀ = M = -U S, forward over the columns.
+        let i = lid - B;
+        for (var cc = 0u; cc < B; cc++) {
+            var acc = 0.0;
+            if cc >= i {
+                acc = -blk[lu0 + cc * ld + i] * dinvs[cc];
+                for (var k = i; k < cc; k++) {
+                    acc = fma(-blk[t0 + k * ld + i], blk[lu0 + k * ld + cc], acc);
+                }
+            }
+            blk[t0 + cc * ld + i] = acc;
+        }
+    }
+    workgroupBarrier();
+    let ab = p.a_off + bm * p.a_stride;
+    let vb = p.v_off + bm * p.v_stride;
+    let rt = p.r_off + bm * p.s_stride;
+    let tb = p.t_off + bm * p.t_stride;
+    let ub = p.u_off + bm * p.s_stride;
+    for (var e = lid; e < B * B; e += WG) {
+        let r = e % B;
+        let cc = e / B;
+        let l = blk[lu0 + cc * ld + r];
+        if r > cc {
+            abuf[ab + r + cc * p.a_ld] = l;
+            vbuf[vb + r + cc * p.v_ld] = l;
+        } else {
+            abuf[ab + r + cc * p.a_ld] = dinvs[r] * sbuf[rt + r + cc * p.r_ld];
+            vbuf[vb + r + cc * p.v_ld] = select(0.0, 1.0, r == cc);
+        }
+        tbuf[tb + r + cc * p.t_ld] = blk[t0 + cc * ld + r];
+        sbuf[ub + r + cc * B] = blk[ui0 + cc * ld + r];
+    }
+    if lid < B {
+        taubuf[p.tau_off + bm * p.tau_stride + lid] = blk[t0 + lid * ld + lid];
+    }
+}
+
+// Rows B.. of the reflectors: Y₂ = Q₂ U⁻¹, into the panel and into explicit V.
+@compute @workgroup_size(WG)
+fn tsqr_rows(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let bm = wid.y;
+    if bm >= p.batch {
+        return;
+    }
+    let ub = p.u_off + bm * p.s_stride;
+    for (var e = lid; e < B * B; e += WG) {
+        blk[e] = sbuf[ub + e];
+    }
+    workgroupBarrier();
+    let below = p.rows - B;
+    let total = below * B;
+    let qb = p.q_off + bm * p.s_stride;
+    let ab = p.a_off + bm * p.a_stride;
+    let vb = p.v_off + bm * p.v_stride;
+    for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
+        let r = B + e % below;
+        let cc = e / below;
+        var acc = 0.0;
+        for (var k = 0u; k <= cc; k++) {
+            acc = fma(sbuf[qb + r + k * p.q_ld], blk[k + cc * B], acc);
+        }
+        abuf[ab + r + cc * p.a_ld] = acc;
+        vbuf[vb + r + cc * p.v_ld] = acc;
+    }
+}
