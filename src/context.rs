@@ -93,6 +93,10 @@ pub struct Context {
     /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
     /// the next [`Context::submit`] instead of wgpu's default panic.
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Scratch for intermediate results inside one submission (split-K partial products),
+    /// grown on demand. Sharing it is safe: dispatches on one queue that use the same buffer
+    /// run in order.
+    scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -189,6 +193,7 @@ impl Context {
             readbacks: AtomicU64::new(0),
             subgroups,
             uncaptured: Arc::new(Mutex::new(None)),
+            scratch: Mutex::new(None),
         }
     }
 
@@ -442,6 +447,19 @@ impl Context {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+
+    /// A scratch buffer of at least `elements` f32 (see the field's docs); its contents are
+    /// whatever the last user left.
+    pub(crate) fn scratch_buffer(&self, elements: u64) -> wgpu::Buffer {
+        let mut slot = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.as_ref().filter(|b| b.size() >= elements * 4) {
+            return b.clone();
+        }
+        let size = elements.next_power_of_two().min(self.max_elements());
+        let b = self.storage_buffer("metalcore scratch", size.max(elements));
+        *slot = Some(b.clone());
+        b
     }
 
     /// Records the commands into one encoder and submits them once. Validation errors raised by

@@ -178,3 +178,37 @@ fn one_submission_and_no_readback_per_operation() {
     assert_eq!(after.submissions - before.submissions, 2);
     assert_eq!(after.readbacks, before.readbacks);
 }
+
+/// Few output tiles and a deep K take the split-K path (slices in parallel, then a reduction):
+/// exact slice multiples, a remainder slice, every transpose, and beta = 0 over a NaN-poisoned C.
+#[test]
+fn gemm_split_k_for_skinny_outputs_with_deep_k() {
+    let mut seed = 500;
+    for &(m, n, k) in &[(5, 7, 3000), (33, 40, 2100), (64, 64, 1024), (1, 130, 1500)] {
+        for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+            seed += 1;
+            check_gemm(m, n, k, ta, tb, seed);
+        }
+    }
+    let ctx = ctx();
+    let mut rng = Rng::new(7);
+    let (m, n, k) = (32, 96, 4000);
+    let a = rng.normal_vec(k * m);
+    let b = rng.normal_vec(k * n);
+    let ga = GpuMatrix::from_col_major(ctx, k, m, &a).unwrap();
+    let gb = GpuMatrix::from_col_major(ctx, k, n, &b).unwrap();
+    let mut gc = GpuMatrix::filled(ctx, m, n, f32::NAN).unwrap();
+    gemm(ctx, 1.0, &ga, true, &gb, false, 0.0, &mut gc).unwrap();
+    let got = gc.to_col_major(ctx).unwrap();
+    let want = Mat::from_f32(k, m, &a).t().matmul(&Mat::from_f32(k, n, &b));
+    // Sums of k products of unit normals: error ≤ k·ε·Σ|a||b| ≈ k·ε·k·E|ab|; relative to the
+    // largest entry (≈ 3√k) a bound of 4·k·ε·√k holds with room.
+    let scale = want.max_abs();
+    assert_close(
+        "split-K gemm beta=0",
+        &got,
+        &want.data,
+        4.0 * k as f64 * EPS * (k as f64).sqrt() / 3.0,
+        scale,
+    );
+}

@@ -5,12 +5,13 @@
 // walks the batch with per-operand strides. TRANS_A / TRANS_B select op = transpose.
 // When beta == 0, C is not read (it may hold garbage or NaN).
 //
-// Two entry points, same parameters:
+// Entry points, same parameters:
 //   gemm        64×64 outputs per workgroup of 16×16 invocations, 4×4 register tile each,
 //               K step 16; 8 KiB of workgroup storage. For small or thin products.
 //   gemm_large  128×128 outputs per workgroup of 256 invocations, 8×8 register tile each
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
+//   reduce_splits  sums split-K partial products into C (see Gemm::record_split).
 // Both fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
 //
 // The register tiles are written out element by element, without loops or dynamic indices:
@@ -384,4 +385,29 @@ fn gemm_large(
     store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 3u, acc15.y);
     store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 3u, acc15.z);
     store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc15.w);
+}
+
+// Split-K reduction: C = alpha · Σ_s P_s + beta · C, with the p.k slices P_s (m×n, ld m) one
+// after another in `a`. C is not read when beta == 0.
+@compute @workgroup_size(256)
+fn reduce_splits(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let total = p.m * p.n;
+    if e >= total {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.k; s++) {
+        acc += a[s * total + e];
+    }
+    let ci = p.c_offset + e % p.m + (e / p.m) * p.ldc;
+    var v = p.alpha * acc;
+    if p.beta != 0.0 {
+        v = fma(p.beta, c[ci], v);
+    }
+    c[ci] = v;
 }

@@ -1,7 +1,7 @@
 //! `wgsl/gemm.wgsl`: the tiled GEMM shared by larfb, trsm, ormqr and the batched paths.
 
 use super::View;
-use crate::context::{Access, Context, KernelSource, Recorder};
+use crate::context::{grid, Access, Context, KernelSource, Recorder};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
     name: "gemm",
@@ -11,6 +11,10 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
 const BM: u32 = 64;
 const BN: u32 = 64;
 const LARGE: u32 = 128;
+/// Split-K aims for about this many workgroups.
+const SPLIT_TARGET_TILES: usize = 256;
+/// Shallowest K slice worth its partial product's write and read.
+const SPLIT_MIN_K: usize = 512;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -98,6 +102,116 @@ impl<'a> Gemm<'a> {
             return;
         }
         debug_assert!(self.c.buffer != self.a.buffer && self.c.buffer != self.b.buffer);
+        let splits = self.splits(ctx);
+        if splits > 1 {
+            self.record_split(rec, ctx, splits);
+            return;
+        }
+        self.record_direct(rec, ctx);
+    }
+
+    /// How many slices of K to compute in parallel: more than one only for a single product
+    /// whose output tiles cannot fill the GPU (a skinny VᵀC with K in the tens of thousands
+    /// runs on a handful of workgroups otherwise), with every slice at least [`SPLIT_MIN_K`]
+    /// deep and the partial products within one storage binding.
+    fn splits(&self, ctx: &Context) -> usize {
+        if self.batch != 1 || self.k < 2 * SPLIT_MIN_K {
+            return 1;
+        }
+        let tiles = (self.m.div_ceil(BM as usize)) * (self.n.div_ceil(BN as usize));
+        if tiles >= SPLIT_TARGET_TILES {
+            return 1;
+        }
+        let by_binding = (ctx.max_elements() as usize / (self.m * self.n)).max(1);
+        SPLIT_TARGET_TILES
+            .div_ceil(tiles)
+            .min(self.k / SPLIT_MIN_K)
+            .min(by_binding)
+            .min(ctx.limits().max_compute_workgroups_per_dimension as usize)
+    }
+
+    /// Split-K: the slices' products into scratch (slice s at `s * m * n`, ld m), then one pass
+    /// C = alpha Σ_s P_s + beta C.
+    fn record_split(&self, rec: &mut Recorder, ctx: &Context, splits: usize) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        // Slices a multiple of the K step deep, the last one holding the remainder.
+        let chunk = k.div_ceil(splits).next_multiple_of(16);
+        let full = k / chunk;
+        let rem = k % chunk;
+        let slices = full + usize::from(rem > 0);
+        let scratch = ctx.scratch_buffer((slices * m * n) as u64);
+        // Element steps of one slice along K in A and B.
+        let step_a = if self.trans_a {
+            chunk
+        } else {
+            chunk * self.a.ld as usize
+        };
+        let step_b = if self.trans_b {
+            chunk * self.b.ld as usize
+        } else {
+            chunk
+        };
+        let part = |kk: usize, s: usize| Gemm {
+            m,
+            n,
+            k: kk,
+            alpha: 1.0,
+            a: View::new(
+                self.a.buffer,
+                self.a.offset as usize + s * step_a,
+                self.a.ld as usize,
+            ),
+            trans_a: self.trans_a,
+            b: View::new(
+                self.b.buffer,
+                self.b.offset as usize + s * step_b,
+                self.b.ld as usize,
+            ),
+            trans_b: self.trans_b,
+            beta: 0.0,
+            c: View::new(&scratch, s * m * n, m),
+            batch: 1,
+            strides: [0; 3],
+        };
+        part(chunk, 0)
+            .batched(full, [step_a, step_b, m * n])
+            .record_direct(rec, ctx);
+        if rem > 0 {
+            part(rem, full).record_direct(rec, ctx);
+        }
+        let params = Params {
+            m: m as u32,
+            n: n as u32,
+            k: slices as u32,
+            lda: 0,
+            ldb: 0,
+            ldc: self.c.ld,
+            a_offset: 0,
+            b_offset: 0,
+            c_offset: self.c.offset,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            alpha: self.alpha,
+            beta: self.beta,
+            _pad: [0; 2],
+        };
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "reduce_splits",
+            &[],
+            &params,
+            &[
+                (&scratch, Access::Read),
+                (&scratch, Access::Read),
+                (self.c.buffer, Access::ReadWrite),
+            ],
+            grid(ctx, ((m * n) as u32).div_ceil(256)),
+        );
+    }
+
+    fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {
         let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
         let constants = [
             ("TRANS_A", self.trans_a as u32 as f64),
