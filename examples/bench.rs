@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::SolveLstsq;
 use faer::{Accum, Mat, MatRef, Par};
-use metalcore::{Context, GpuBatch, GpuMatrix, QrMode, QrOptions, Side, TrsmOptions, Uplo};
+use metalcore::{
+    Context, GpuBatch, GpuMatrix, PanelAlgorithm, QrMode, QrOptions, Side, TrsmOptions, Uplo,
+};
 
 const USAGE: &str = "\
 metalcore bench: GPU (metalcore) vs CPU (faer) as a markdown table.
@@ -37,7 +39,16 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
   --no-check   skip the correctness check of each row
   --no-cpu     skip the faer timings
   --list       print the rows that would run, and exit
+  --panel P    QR panel algorithm: auto (default), one (one workgroup) or tsqr
+  --tsqr-rows N  rows per TSQR block (default: the library's)
 ";
+
+/// The QR options every QR row runs with (`--panel`, `--tsqr-rows`).
+static QR_OPTIONS: std::sync::OnceLock<QrOptions> = std::sync::OnceLock::new();
+
+fn qr_options() -> QrOptions {
+    QR_OPTIONS.get().copied().unwrap_or_default()
+}
 
 struct Options {
     quick: bool,
@@ -62,6 +73,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         list: false,
     };
     let (mut runs, mut warmup) = (None, None);
+    let mut qr_opts = QrOptions::default();
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
         let arg = arg
@@ -89,6 +101,17 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--only" => o.only.push(value("--only")?),
             "--runs" => runs = Some(count("--runs", value("--runs")?)?),
             "--warmup" => warmup = Some(count("--warmup", value("--warmup")?)?),
+            "--panel" => {
+                qr_opts.panel = match value("--panel")?.as_str() {
+                    "auto" => PanelAlgorithm::Auto,
+                    "one" => PanelAlgorithm::OneWorkgroup,
+                    "tsqr" => PanelAlgorithm::Tsqr,
+                    v => return Err(format!("--panel takes auto, one or tsqr, not {v:?}")),
+                }
+            }
+            "--tsqr-rows" => {
+                qr_opts.tsqr_block_rows = Some(count("--tsqr-rows", value("--tsqr-rows")?)?)
+            }
             other => return Err(format!("unknown argument {other:?} (see `bench --help`)")),
         }
     }
@@ -100,6 +123,9 @@ fn parse_args() -> Result<Option<Options>, String> {
     }
     o.runs = runs.unwrap_or(o.runs).max(1);
     o.warmup = warmup.unwrap_or(o.warmup);
+    QR_OPTIONS
+        .set(qr_opts)
+        .map_err(|_| "options parsed twice".to_string())?;
     Ok(Some(o))
 }
 
@@ -340,14 +366,14 @@ fn qr_case(m: usize, n: usize) -> Case {
             let g = ga.clone();
             Ok(Prepared {
                 gpu: Some(Box::new(move |ctx| {
-                    metalcore::qr(ctx, &g, QrMode::Reduced).map(drop)
+                    metalcore::qr_with(ctx, &g, QrMode::Reduced, &qr_options()).map(drop)
                 })),
                 cpu: Box::new(move || {
                     let f = fa.as_ref().qr();
                     black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
                 }),
                 check: Some(Box::new(move |ctx| {
-                    let res = metalcore::qr(ctx, &ga, QrMode::Reduced)?;
+                    let res = metalcore::qr_with(ctx, &ga, QrMode::Reduced, &qr_options())?;
                     let q = res.q.as_ref().map(|q| q.to_col_major(ctx)).transpose()?;
                     let r = res.r.to_col_major(ctx)?;
                     Ok(Checked {
@@ -373,13 +399,13 @@ fn geqrf_case(m: usize, n: usize) -> Case {
             let g = ga.clone();
             Ok(Prepared {
                 gpu: Some(Box::new(move |ctx| {
-                    metalcore::geqrf(ctx, &g, &QrOptions::default()).map(drop)
+                    metalcore::geqrf(ctx, &g, &qr_options()).map(drop)
                 })),
                 cpu: Box::new(move || {
                     black_box(fa.as_ref().qr());
                 }),
                 check: Some(Box::new(move |ctx| {
-                    let f = metalcore::geqrf(ctx, &ga, &QrOptions::default())?;
+                    let f = metalcore::geqrf(ctx, &ga, &qr_options())?;
                     let q = f.q(ctx, false)?.to_col_major(ctx)?;
                     let r = f.r(ctx, false)?.to_col_major(ctx)?;
                     Ok(Checked {
