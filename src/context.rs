@@ -97,6 +97,9 @@ pub struct Context {
     /// grown on demand. Sharing it is safe: dispatches on one queue that use the same buffer
     /// run in order.
     scratch: Mutex<Option<wgpu::Buffer>>,
+    /// `METALCORE_PROFILE` set and timestamp queries available: every submission times each
+    /// dispatch in its own pass and prints the totals per kernel entry to stderr.
+    profile: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -194,6 +197,8 @@ impl Context {
             subgroups,
             uncaptured: Arc::new(Mutex::new(None)),
             scratch: Mutex::new(None),
+            profile: std::env::var_os("METALCORE_PROFILE").is_some()
+                && features.contains(wgpu::Features::TIMESTAMP_QUERY),
         }
     }
 
@@ -485,6 +490,9 @@ impl Context {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
+        if self.profile {
+            return self.submit_profiled(op, rec, encoder, &uniform, scope);
+        }
         let mut i = 0;
         while i < rec.commands.len() {
             match &rec.commands[i] {
@@ -548,6 +556,146 @@ impl Context {
         {
             return Err(Error::Gpu { op, message });
         }
+        Ok(())
+    }
+
+    fn bind_group(&self, d: &Dispatch, uniform: &wgpu::Buffer) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: uniform,
+                offset: 0,
+                size: wgpu::BufferSize::new(d.params_size),
+            }),
+        }];
+        for (b, buffer) in d.buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: b as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(d.entry),
+            layout: &d.pipeline.layout,
+            entries: &entries,
+        })
+    }
+
+    /// [`Self::submit`] under `METALCORE_PROFILE`: each dispatch in its own pass between two
+    /// timestamps; waits for the GPU and prints the time per entry point to stderr.
+    fn submit_profiled(
+        &self,
+        op: &'static str,
+        rec: Recorder,
+        mut encoder: wgpu::CommandEncoder,
+        uniform: &wgpu::Buffer,
+        scope: wgpu::ErrorScopeGuard,
+    ) -> Result<()> {
+        const PER_SET: usize = 4096;
+        let dispatches = rec
+            .commands
+            .iter()
+            .filter(|c| matches!(c, Command::Dispatch(_)))
+            .count();
+        let queries = 2 * dispatches;
+        let sets: Vec<wgpu::QuerySet> = (0..queries.div_ceil(PER_SET))
+            .map(|s| {
+                self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("metalcore profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (queries - s * PER_SET).min(PER_SET) as u32,
+                })
+            })
+            .collect();
+        let bytes = (queries.max(1) * 8) as u64;
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("metalcore profile resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("metalcore profile read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut names = Vec::with_capacity(dispatches);
+        for command in &rec.commands {
+            match command {
+                Command::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes),
+                Command::Dispatch(d) => {
+                    let q = 2 * names.len();
+                    let bind_group = self.bind_group(d, uniform);
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(d.entry),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &sets[q / PER_SET],
+                            beginning_of_pass_write_index: Some((q % PER_SET) as u32),
+                            end_of_pass_write_index: Some((q % PER_SET) as u32 + 1),
+                        }),
+                    });
+                    pass.set_pipeline(&d.pipeline.pipeline);
+                    pass.set_bind_group(0, &bind_group, &[d.params_offset]);
+                    pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                    names.push(d.entry);
+                }
+            }
+        }
+        for (s, set) in sets.iter().enumerate() {
+            let count = (queries - s * PER_SET).min(PER_SET) as u32;
+            encoder.resolve_query_set(set, 0..count, &resolve, (s * PER_SET * 8) as u64);
+        }
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                op,
+                message: e.to_string(),
+            });
+        }
+        staging.map_async(wgpu::MapMode::Read, .., |_| {});
+        self.synchronize()?;
+        let ticks: Vec<u64> = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
+                what: "profile timestamps",
+                message: e.to_string(),
+            })?;
+            bytemuck::pod_collect_to_vec(&view)
+        };
+        let period = f64::from(self.queue.get_timestamp_period());
+        let mut totals: Vec<(&str, usize, f64)> = Vec::new();
+        for (d, name) in names.iter().enumerate() {
+            let ns = ticks[2 * d + 1].saturating_sub(ticks[2 * d]) as f64 * period;
+            match totals.iter_mut().find(|t| t.0 == *name) {
+                Some(t) => {
+                    t.1 += 1;
+                    t.2 += ns;
+                }
+                None => totals.push((name, 1, ns)),
+            }
+        }
+        totals.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let all: f64 = totals.iter().map(|t| t.2).sum();
+        let mut report = format!(
+            "profile {op}: {dispatches} dispatches, {:.3} ms of kernel time\n",
+            all * 1e-6
+        );
+        for (name, count, ns) in totals {
+            report += &format!(
+                "  {name:<20} {count:>6} × {:>9.1} µs = {:>9.3} ms\n",
+                ns * 1e-3 / count as f64,
+                ns * 1e-6
+            );
+        }
+        eprint!("{report}");
         Ok(())
     }
 
