@@ -16,8 +16,8 @@ done
 B=(.gpu/bin/bench --large --no-cpu --runs 5 --warmup 2)
 row() { grep -E "^\| [a-z]" | sed "s/^/$1 /"; }
 "${B[@]}" --only "qr reduced" --only "geqrf" --only "matmul" --only "gemm" 2>&1 | tee "$out/auto.txt" | row auto
-"${B[@]}" --panel one --only "qr reduced (Q, R) 1024" --only "qr reduced (Q, R) 8192×256" --only "qr reduced (Q, R) 65536" 2>&1 | tee "$out/one.txt" | row one
-for r in ${TSQR_ROWS:-64 256 352}; do
+"${B[@]}" --panel one --only "qr reduced (Q, R) 256" --only "qr reduced (Q, R) 1024" --only "qr reduced (Q, R) 65536" 2>&1 | tee "$out/one.txt" | row one
+for r in ${TSQR_ROWS:-128 352}; do
   "${B[@]}" --tsqr-rows "$r" --only "qr reduced (Q, R) 4096" --only "qr reduced (Q, R) 65536" --only "qr reduced (Q, R) 1024" 2>&1 | tee "$out/rows$r.txt" | row "rows=$r"
 done
 [ "${1:-}" = quick ] || PYTHONUNBUFFERED=1 timeout 300 python3 .gpu/torch_reference.py single 2>&1 | tee "$out/torch.txt" | tail -15

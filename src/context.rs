@@ -252,6 +252,15 @@ impl Context {
         }
     }
 
+    /// The subgroup size when subgroup kernels may be used and every subgroup has the same
+    /// size (min = max, at least 4).
+    pub(crate) fn fixed_subgroup_size(&self) -> Option<u32> {
+        match self.subgroups {
+            Some((min, max)) if min == max && min >= 4 => Some(min),
+            _ => None,
+        }
+    }
+
     /// Submissions and read-backs so far.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -448,7 +448,22 @@ fn qr_rejects_empty_input_and_propagates_nan() {
 /// rule), not just some valid QR: compare R, the reflectors, tau and T of both panel algorithms.
 #[test]
 fn tsqr_panels_give_the_factors_of_one_workgroup_panels() {
-    let ctx = ctx();
+    tsqr_against_one_workgroup(ctx());
+}
+
+/// The same with the portable TSQR kernels (no subgroup operations), which adapters with
+/// subgroups would otherwise never run.
+#[test]
+fn portable_tsqr_panels_give_the_factors_of_one_workgroup_panels() {
+    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
+        disable_subgroups: true,
+        ..Default::default()
+    })
+    .unwrap();
+    tsqr_against_one_workgroup(&portable);
+}
+
+fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
     // Tall random Gaussian matrices (m ≥ 3n) have condition numbers below ~4, so two backward
     // stable computations of the same unique factorization agree to a few m·ε in every entry
     // (R relative to max|A|·√m; reflector entries, tau and T are O(1)). 32·m·ε leaves room for

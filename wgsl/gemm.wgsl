@@ -7,7 +7,7 @@
 //
 // Entry points, same parameters:
 //   gemm        64×64 outputs per workgroup of 16×16 invocations, 4×4 register tile each,
-//               K step 16; 8 KiB of workgroup storage. For small or thin products.
+//               K step 16; 8.3 KiB of workgroup storage. For small or thin products.
 //   gemm_large  128×128 outputs per workgroup of 256 invocations, 8×8 register tile each
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
@@ -49,8 +49,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-var<workgroup> tile_a: array<array<f32, BM>, BK>;
-var<workgroup> tile_b: array<array<f32, BN>, BK>;
+// Rows padded by 2: the transposed loads store down K (16 consecutive kk per row), which with a
+// stride of 64 floats hit one bank 16 times; 66 spreads a warp's 32 stores over 32 banks.
+const PAD: u32 = 2u;
+var<workgroup> tile_a: array<array<f32, BM + PAD>, BK>;
+var<workgroup> tile_b: array<array<f32, BN + PAD>, BK>;
 
 fn load_a(a_base: u32, i: u32, kk: u32) -> f32 {
     if i >= p.m || kk >= p.k {

@@ -19,6 +19,9 @@
 // load (exact, and QR commutes with column scaling: QR(A D) = Q (R D)), so no norm can overflow
 // or underflow for scaled input; R is unscaled when written.
 //
+// Workgroup size: the adapter's largest power of two up to 1024 (256 under WebGPU's defaults);
+// more invocations per column shorten each step's dependent chain.
+//
 // Work split in `tsqr_factor` / `tsqr_expand`: TPC = WG / B invocations per column; for a step
 // j, invocation (c, part) handles rows part, part + TPC, … of column c. One reduction buffer,
 // two barriers per step: partial dot products, then every invocation of column c sums the TPC
@@ -357,24 +360,27 @@ fn tsqr_lu(
         }
     }
     workgroupBarrier();
-    if lid < B {
-        // Column c = lid of U⁻¹ by back substitution.
-        let cc = lid;
-        blk[ui0 + cc * ld + cc] = 1.0 / blk[lu0 + cc * ld + cc];
-        for (var ii = 0u; ii < cc; ii++) {
-            let i = cc - 1u - ii;
-            var acc = 0.0;
-            for (var k = i + 1u; k <= cc; k++) {
-                acc = fma(blk[lu0 + k * ld + i], blk[ui0 + cc * ld + k], acc);
-            }
-            blk[ui0 + cc * ld + i] = -acc / blk[lu0 + i * ld + i];
-        }
-    } else if lid < 2u * B {
-        // Row i of T: T L₁ᵀ = M = -U S, forward over the columns.
-        let i = lid - B;
-        for (var cc = 0u; cc < B; cc++) {
+    // U⁻¹ row by row from the bottom (invocations 0..B, one per column) and T = -U S L₁⁻ᵀ
+    // column by column from the left (T L₁ᵀ = M = -U S; invocations B..2B, one per row), both
+    // B steps of independent short sums with one barrier each.
+    for (var s = 0u; s < B; s++) {
+        if lid < B {
+            let i = B - 1u - s;
+            let cc = lid;
             var acc = 0.0;
             if cc >= i {
+                acc = select(0.0, 1.0, cc == i);
+                for (var k = i + 1u; k <= cc; k++) {
+                    acc = fma(-blk[lu0 + k * ld + i], blk[ui0 + cc * ld + k], acc);
+                }
+                acc = acc / blk[lu0 + i * ld + i];
+            }
+            blk[ui0 + cc * ld + i] = acc;
+        } else if lid < 2u * B {
+            let cc = s;
+            let i = lid - B;
+            var acc = 0.0;
+            if i <= cc {
                 acc = -blk[lu0 + cc * ld + i] * dinvs[cc];
                 for (var k = i; k < cc; k++) {
                     acc = fma(-blk[t0 + k * ld + i], blk[lu0 + k * ld + cc], acc);
@@ -382,8 +388,8 @@ fn tsqr_lu(
             }
             blk[t0 + cc * ld + i] = acc;
         }
+        workgroupBarrier();
     }
-    workgroupBarrier();
     let ab = p.a_off + bm * p.a_stride;
     let vb = p.v_off + bm * p.v_stride;
     let rt = p.r_off + bm * p.s_stride;

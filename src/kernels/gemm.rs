@@ -12,7 +12,7 @@ const BM: u32 = 64;
 const BN: u32 = 64;
 const LARGE: u32 = 128;
 /// Split-K aims for about this many workgroups.
-const SPLIT_TARGET_TILES: usize = 256;
+const SPLIT_TARGET_TILES: usize = 512;
 /// Shallowest K slice worth its partial product's write and read.
 const SPLIT_MIN_K: usize = 512;
 

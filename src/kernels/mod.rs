@@ -25,6 +25,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &norms::SOURCE,
     &trsm::SOURCE,
     &tsqr::SOURCE,
+    &tsqr::SOURCE_SUBGROUP,
 ];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.

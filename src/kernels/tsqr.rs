@@ -14,8 +14,13 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     source: include_str!("../../wgsl/tsqr.wgsl"),
 };
 
+pub(crate) const SOURCE_SUBGROUP: KernelSource = KernelSource {
+    name: "tsqr_sg",
+    source: include_str!("../../wgsl/tsqr_sg.wgsl"),
+};
+
 /// Block height used when the caller does not ask for one (capped by workgroup memory).
-pub(crate) const DEFAULT_BLOCK_ROWS: usize = 128;
+pub(crate) const DEFAULT_BLOCK_ROWS: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -46,12 +51,15 @@ struct Params {
     u_off: u32,
 }
 
-/// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows.
+/// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows:
+/// the subgroup kernels (`tsqr_sg.wgsl`, one subgroup of `sg` lanes per column) where the
+/// adapter's subgroups have a fixed size, the portable ones (`wg` invocations) otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Variant {
     pub b: usize,
     pub rb: usize,
     wg: usize,
+    sg: Option<usize>,
 }
 
 impl Variant {
@@ -59,36 +67,95 @@ impl Variant {
     /// lowered to what the adapter's workgroup memory holds; `None` when blocks of at least
     /// 2·b rows do not fit (the reconstruction needs every block to have b rows or more).
     pub fn new(ctx: &Context, b: usize, rows: Option<usize>) -> Option<Self> {
-        let wg = ctx.workgroup_1d() as usize;
-        if b == 0 || b > wg {
+        if b == 0 {
             return None;
         }
-        let limit = ctx.limits().max_compute_workgroup_storage_size as usize;
-        let mut rb = rows.unwrap_or(DEFAULT_BLOCK_ROWS).max(2 * b);
-        while rb >= 2 * b && Self::bytes(b, rb, wg) > limit {
-            rb -= 1;
+        let limits = ctx.limits();
+        let limit = limits.max_compute_workgroup_storage_size as usize;
+        let wanted = rows.unwrap_or(DEFAULT_BLOCK_ROWS).max(2 * b);
+        let fit = |bytes: &dyn Fn(usize) -> usize| -> Option<usize> {
+            let mut rb = wanted;
+            while rb >= 2 * b && bytes(rb) > limit {
+                rb -= 1;
+            }
+            (rb >= 2 * b).then_some(rb)
+        };
+        let most = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x) as usize;
+        if let Some(s) = ctx.fixed_subgroup_size().map(|s| s as usize) {
+            if b * s <= most {
+                if let Some(rb) = fit(&|rb| 4 * (Self::smem(b, rb) + 4 * b + 1)) {
+                    return Some(Self {
+                        b,
+                        rb,
+                        wg: b * s,
+                        sg: Some(s),
+                    });
+                }
+            }
         }
-        (rb >= 2 * b).then_some(Self { b, rb, wg })
+        let wg = ctx.workgroup_1d() as usize;
+        if 2 * b > wg {
+            return None;
+        }
+        let rb = fit(&|rb| Self::portable_bytes(b, rb, wg))?;
+        Some(Self {
+            b,
+            rb,
+            wg,
+            sg: None,
+        })
     }
 
     fn smem(b: usize, rb: usize) -> usize {
         ((rb + 1) * b).max(3 * b * (b + 1))
     }
 
-    fn bytes(b: usize, rb: usize, wg: usize) -> usize {
+    fn portable_bytes(b: usize, rb: usize, wg: usize) -> usize {
         4 * (Self::smem(b, rb) + wg + 5 * b + 2 * rb)
     }
 
-    fn constants(&self) -> [(&'static str, f64); 7] {
-        [
-            ("B", self.b as f64),
-            ("RB", self.rb as f64),
-            ("LDS", (self.rb + 1) as f64),
-            ("SMEM", Self::smem(self.b, self.rb) as f64),
-            ("TPC", (self.wg / self.b) as f64),
-            ("VC", (2 * self.rb) as f64),
-            ("WG", self.wg as f64),
+    /// Constants of the portable kernels with blocks of `rb` rows on `wg` invocations.
+    fn portable(b: usize, rb: usize, wg: usize) -> Vec<(&'static str, f64)> {
+        vec![
+            ("B", b as f64),
+            ("RB", rb as f64),
+            ("LDS", (rb + 1) as f64),
+            ("SMEM", Self::smem(b, rb) as f64),
+            ("TPC", (wg / b) as f64),
+            ("VC", (2 * rb) as f64),
+            ("WG", wg as f64),
         ]
+    }
+
+    /// Kernel source, constants and entry names (factor, expand, lu) of this variant.
+    fn tree_kernels(
+        &self,
+    ) -> (
+        &'static KernelSource,
+        Vec<(&'static str, f64)>,
+        [&'static str; 3],
+    ) {
+        match self.sg {
+            Some(s) => (
+                &SOURCE_SUBGROUP,
+                vec![
+                    ("B", self.b as f64),
+                    ("RB", self.rb as f64),
+                    ("LDS", (self.rb + 1) as f64),
+                    ("SMEM", Self::smem(self.b, self.rb) as f64),
+                    ("S", s as f64),
+                    ("WG", self.wg as f64),
+                ],
+                ["tsqr_factor_sg", "tsqr_expand_sg", "tsqr_lu_sg"],
+            ),
+            None => (
+                &SOURCE,
+                Self::portable(self.b, self.rb, self.wg),
+                ["tsqr_factor", "tsqr_expand", "tsqr_lu"],
+            ),
+        }
     }
 }
 
@@ -184,7 +251,7 @@ pub(crate) fn record_panel(
     let layout = Layout::new(v, rows);
     debug_assert!(layout.total <= stride && rows >= v.b);
     let b = v.b;
-    let consts = v.constants();
+    let (source, consts, [factor, expand, lu]) = v.tree_kernels();
     let base = Params {
         batch: batch as u32,
         s_stride: stride as u32,
@@ -230,8 +297,8 @@ pub(crate) fn record_panel(
         };
         rec.dispatch(
             ctx,
-            &SOURCE,
-            "tsqr_factor",
+            source,
+            factor,
             &consts,
             &params,
             &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
@@ -261,8 +328,8 @@ pub(crate) fn record_panel(
         };
         rec.dispatch(
             ctx,
-            &SOURCE,
-            "tsqr_expand",
+            source,
+            expand,
             &consts,
             &params,
             &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
@@ -300,21 +367,24 @@ pub(crate) fn record_panel(
     ];
     rec.dispatch(
         ctx,
-        &SOURCE,
-        "tsqr_lu",
+        source,
+        lu,
         &consts,
         &params,
         &buffers,
         [batch as u32, 1, 1],
     );
+    // tsqr_rows is portable in every variant; it needs only b×b floats of workgroup memory,
+    // so it gets the smallest blocks.
+    let wg = ctx.workgroup_1d() as usize;
     let below = (rows - b) * b;
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    let groups = below.div_ceil(v.wg).clamp(1, max_x.min(4096));
+    let groups = below.div_ceil(wg).clamp(1, max_x.min(4096));
     rec.dispatch(
         ctx,
         &SOURCE,
         "tsqr_rows",
-        &consts,
+        &Variant::portable(b, 2 * b, wg),
         &params,
         &buffers,
         [groups as u32, batch as u32, 1],

@@ -42,7 +42,9 @@ pub enum QrMode {
 /// How each panel of the blocked factorization is factored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PanelAlgorithm {
-    /// TSQR for panels at least twice as tall as a TSQR block (m ≫ nb), else one workgroup.
+    /// TSQR wherever the adapter's workgroup memory holds a block of 2·nb rows (for tall
+    /// panels the tree has several levels, for short ones it is a single block), else one
+    /// workgroup. Measured on an H100, TSQR was faster at every panel height.
     #[default]
     Auto,
     /// One workgroup walks the panel column by column (`geqr2`), then `larft` builds T.
@@ -59,7 +61,7 @@ pub struct QrOptions {
     pub block_size: Option<usize>,
     /// Panel factorization; the default picks TSQR for tall panels.
     pub panel: PanelAlgorithm,
-    /// Rows per TSQR block (`None`: 128, lowered to fit the adapter's workgroup memory).
+    /// Rows per TSQR block (`None`: 256, lowered to fit the adapter's workgroup memory).
     pub tsqr_block_rows: Option<usize>,
 }
 
@@ -107,11 +109,7 @@ impl Plan {
             return None;
         }
         let v = tsqr::Variant::new(ctx, w, self.tsqr_rows)?;
-        let wanted = match self.panel {
-            PanelAlgorithm::Tsqr => true,
-            _ => rows >= 2 * v.rb,
-        };
-        (wanted && tsqr::fits_grid(ctx, &v, rows, self.batch)).then_some(v)
+        tsqr::fits_grid(ctx, &v, rows, self.batch).then_some(v)
     }
 
     /// Scratch elements per matrix the TSQR panels need (0 when no panel uses TSQR).

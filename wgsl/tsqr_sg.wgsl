@@ -1,0 +1,346 @@
+// The TSQR kernels of tsqr.wgsl (same parameters, bindings and results; see its header for the
+// algorithm) for adapters whose subgroups have one fixed size S: one subgroup per column, the
+// workgroup B·S invocations. Dot products reduce with subgroupAdd instead of through workgroup
+// memory, which takes the per-step dependent chain from about 60 shared-memory operations down
+// to a few shuffles:
+//   tsqr_factor_sg  one barrier per Householder step (every subgroup computes the pivot column's
+//                   norm itself, so no broadcast is needed);
+//   tsqr_expand_sg  no barrier inside the reflector loop: each subgroup applies all reflectors
+//                   to its own column, reading V from global memory (cached);
+//   tsqr_lu_sg      the LU of tsqr_lu with U⁻¹ and T built one row/column per step, each sum
+//                   spread over a subgroup.
+// tsqr.wgsl's tsqr_rows finishes the reconstruction.
+//
+// Subgroups number themselves through a workgroup atomic, so nothing is assumed about how
+// invocations are grouped; the host picks this file only when the adapter's subgroup size is
+// fixed (min = max = S).
+//
+// Workgroup storage: SMEM + 4·B floats; invocations B·S.
+// requires: subgroups (naga takes subgroup builtins without an `enable`; wgpu checks the feature)
+
+override B: u32 = 8u;       // panel width
+override RB: u32 = 64u;     // most rows in a block
+override LDS: u32 = 65u;    // leading dimension of a block in workgroup memory (RB + 1)
+override SMEM: u32 = 520u;  // max(LDS·B, 3·B·(B+1))
+override S: u32 = 32u;      // subgroup size
+override WG: u32 = 256u;    // B·S
+
+const F32_MAX: f32 = 3.40282347e38;
+
+struct Params {
+    rows: u32,
+    nblocks: u32,
+    batch: u32,
+    top: u32,
+    x_off: u32,
+    x_ld: u32,
+    x_stride: u32,
+    r_off: u32,
+    r_ld: u32,
+    q_off: u32,
+    q_ld: u32,
+    tau_off: u32,
+    tau_stride: u32,
+    s_stride: u32,
+    a_off: u32,
+    a_ld: u32,
+    a_stride: u32,
+    v_off: u32,
+    v_ld: u32,
+    v_stride: u32,
+    t_off: u32,
+    t_ld: u32,
+    t_stride: u32,
+    u_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> abuf: array<f32>;
+@group(0) @binding(4) var<storage, read_write> taubuf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> tbuf: array<f32>;
+@group(0) @binding(6) var<storage, read_write> vbuf: array<f32>;
+
+var<workgroup> blk: array<f32, SMEM>;
+var<workgroup> betas: array<f32, B>;
+var<workgroup> dinvs: array<f32, B>;
+var<workgroup> taus: array<f32, B>;
+var<workgroup> expo: array<i32, B>;
+var<workgroup> counter: atomic<u32>;
+
+fn block_rows(g: u32) -> vec2<u32> {
+    let base = p.rows / p.nblocks;
+    let rem = p.rows % p.nblocks;
+    return vec2<u32>(g * base + min(g, rem), base + select(0u, 1u, g < rem));
+}
+
+// This subgroup's number 0, 1, … (claimed by its first lane; every lane gets it).
+fn subgroup_number(lid: u32, lane: u32) -> u32 {
+    if lid == 0u {
+        atomicStore(&counter, 0u);
+    }
+    workgroupBarrier();
+    var id = 0u;
+    if lane == 0u {
+        id = atomicAdd(&counter, 1u);
+    }
+    return subgroupBroadcastFirst(id);
+}
+
+@compute @workgroup_size(WG)
+fn tsqr_factor_sg(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let g = wid.x;
+    let bm = wid.y;
+    if g >= p.nblocks || bm >= p.batch {
+        return;
+    }
+    let c = subgroup_number(lid, lane);
+    let br = block_rows(g);
+    let nr = br.y;
+    let xb = p.x_off + bm * p.x_stride + br.x;
+    // Each subgroup loads and scales its own column.
+    var mx = 0.0;
+    for (var i = lane; i < nr; i += S) {
+        let x = xbuf[xb + i + c * p.x_ld];
+        blk[c * LDS + i] = x;
+        mx = max(mx, abs(x));
+    }
+    mx = subgroupMax(mx);
+    var e = 0;
+    if mx > 0.0 && mx <= F32_MAX {
+        e = frexp(mx).exp;
+    }
+    if lane == 0u {
+        expo[c] = e;
+    }
+    for (var i = lane; i < nr; i += S) {
+        blk[c * LDS + i] = ldexp(blk[c * LDS + i], -e);
+    }
+    workgroupBarrier();
+
+    for (var j = 0u; j < B; j++) {
+        if c >= j {
+            let alpha = blk[j * LDS + j];
+            let acj = blk[c * LDS + j];
+            var sn = 0.0;
+            var sd = 0.0;
+            for (var i = j + 1u + lane; i < nr; i += S) {
+                let x = blk[j * LDS + i];
+                sn = fma(x, x, sn);
+                sd = fma(x, blk[c * LDS + i], sd);
+            }
+            let dj = subgroupAdd(sn);
+            let dc = subgroupAdd(sd);
+            var tau = 0.0;
+            var beta = alpha;
+            var dinv = 0.0;
+            if dj != 0.0 {
+                let h = sqrt(fma(alpha, alpha, dj));
+                beta = select(h, -h, alpha >= 0.0);
+                tau = (beta - alpha) / beta;
+                dinv = 1.0 / (alpha - beta);
+            }
+            if c == j {
+                if lane == 0u {
+                    taus[j] = tau;
+                    betas[j] = beta;
+                    dinvs[j] = dinv;
+                }
+            } else {
+                let w = tau * fma(dc, dinv, acj);
+                if lane == 0u {
+                    blk[c * LDS + j] = acj - w;
+                }
+                let wd = -w * dinv;
+                for (var i = j + 1u + lane; i < nr; i += S) {
+                    blk[c * LDS + i] = fma(wd, blk[j * LDS + i], blk[c * LDS + i]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var e2 = lid; e2 < nr * B; e2 += WG) {
+        let i = e2 % nr;
+        let cc = e2 / nr;
+        if i > cc {
+            xbuf[xb + i + cc * p.x_ld] = blk[cc * LDS + i] * dinvs[cc];
+        }
+    }
+    let rb = p.r_off + bm * p.s_stride + g * B;
+    for (var e2 = lid; e2 < B * B; e2 += WG) {
+        let i = e2 % B;
+        let cc = e2 / B;
+        var v = 0.0;
+        if i < cc {
+            v = ldexp(blk[cc * LDS + i], expo[cc]);
+        } else if i == cc {
+            v = ldexp(betas[cc], expo[cc]);
+        }
+        sbuf[rb + i + cc * p.r_ld] = v;
+    }
+    if lid < B {
+        sbuf[p.tau_off + bm * p.s_stride + g * B + lid] = taus[lid];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn tsqr_expand_sg(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let g = wid.x;
+    let bm = wid.y;
+    if g >= p.nblocks || bm >= p.batch {
+        return;
+    }
+    let c = subgroup_number(lid, lane);
+    let br = block_rows(g);
+    let nr = br.y;
+    let xb = p.x_off + bm * p.x_stride + br.x;
+    let cb = p.r_off + bm * p.s_stride + g * B;
+    // Column c of X = [C; 0], C = the parent's Q rows g·B .. g·B + B (the identity at the top).
+    for (var i = lane; i < nr; i += S) {
+        var v = 0.0;
+        if i < B {
+            if p.top != 0u {
+                v = select(0.0, 1.0, i == c);
+            } else {
+                v = sbuf[cb + i + c * p.r_ld];
+            }
+        }
+        blk[c * LDS + i] = v;
+    }
+    let tb = p.tau_off + bm * p.s_stride + g * B;
+    // Q_block = H_0 … H_{B-1} [C; 0], H_{B-1} first; each subgroup only touches its column.
+    for (var jj = 0u; jj < B; jj++) {
+        let j = B - 1u - jj;
+        let vb = xb + j * p.x_ld;
+        var s = 0.0;
+        for (var i = j + lane; i < nr; i += S) {
+            let v = select(xbuf[vb + i], 1.0, i == j);
+            s = fma(v, blk[c * LDS + i], s);
+        }
+        let w = -subgroupAdd(s) * sbuf[tb + j];
+        for (var i = j + lane; i < nr; i += S) {
+            let v = select(xbuf[vb + i], 1.0, i == j);
+            blk[c * LDS + i] = fma(w, v, blk[c * LDS + i]);
+        }
+    }
+    let qb = p.q_off + bm * p.s_stride + br.x;
+    for (var i = lane; i < nr; i += S) {
+        sbuf[qb + i + c * p.q_ld] = blk[c * LDS + i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn tsqr_lu_sg(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let bm = wid.x;
+    if bm >= p.batch {
+        return;
+    }
+    let g = subgroup_number(lid, lane);
+    let ld = B + 1u;
+    let lu0 = 0u;
+    let ui0 = B * ld;
+    let t0 = 2u * B * ld;
+    let qb = p.q_off + bm * p.s_stride;
+    for (var e = lid; e < B * B; e += WG) {
+        let i = e % B;
+        let cc = e / B;
+        blk[lu0 + cc * ld + i] = sbuf[qb + i + cc * p.q_ld];
+    }
+    workgroupBarrier();
+    // LU without pivoting of Q₁ - S (see tsqr_lu).
+    for (var i = 0u; i < B; i++) {
+        let piv = blk[lu0 + i * ld + i];
+        let sgn = select(1.0, -1.0, piv >= 0.0);
+        let u = piv - sgn;
+        if lid == 0u {
+            betas[i] = u;
+            dinvs[i] = sgn;
+        }
+        for (var e = lid; e < B * B; e += WG) {
+            let r = e % B;
+            let cc = e / B;
+            if r > i && cc > i {
+                blk[lu0 + cc * ld + r] -= blk[lu0 + i * ld + r] / u * blk[lu0 + cc * ld + i];
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var e = lid; e < B * B; e += WG) {
+        let r = e % B;
+        let cc = e / B;
+        if r > cc {
+            blk[lu0 + cc * ld + r] = blk[lu0 + cc * ld + r] / betas[cc];
+        } else if r == cc {
+            blk[lu0 + cc * ld + r] = betas[cc];
+        }
+    }
+    workgroupBarrier();
+    // Step s: subgroup g forms U⁻¹[i, g] (i = B-1-s, row by row from the bottom) and
+    // T[g, s] (column by column from the left), each sum spread over the lanes.
+    for (var s = 0u; s < B; s++) {
+        let i = B - 1u - s;
+        var acc = 0.0;
+        if g >= i {
+            for (var k = i + 1u + lane; k <= g; k += S) {
+                acc = fma(blk[lu0 + k * ld + i], blk[ui0 + g * ld + k], acc);
+            }
+        }
+        let su = subgroupAdd(acc);
+        var acc2 = 0.0;
+        if g <= s {
+            for (var k = g + lane; k < s; k += S) {
+                acc2 = fma(blk[t0 + k * ld + g], blk[lu0 + k * ld + s], acc2);
+            }
+        }
+        let st = subgroupAdd(acc2);
+        if lane == 0u {
+            var ui = 0.0;
+            if g >= i {
+                ui = (select(0.0, 1.0, g == i) - su) / blk[lu0 + i * ld + i];
+            }
+            blk[ui0 + g * ld + i] = ui;
+            var tv = 0.0;
+            if g <= s {
+                tv = -blk[lu0 + s * ld + g] * dinvs[s] - st;
+            }
+            blk[t0 + s * ld + g] = tv;
+        }
+        workgroupBarrier();
+    }
+    let ab = p.a_off + bm * p.a_stride;
+    let vb = p.v_off + bm * p.v_stride;
+    let rt = p.r_off + bm * p.s_stride;
+    let tb = p.t_off + bm * p.t_stride;
+    let ub = p.u_off + bm * p.s_stride;
+    for (var e = lid; e < B * B; e += WG) {
+        let r = e % B;
+        let cc = e / B;
+        let l = blk[lu0 + cc * ld + r];
+        if r > cc {
+            abuf[ab + r + cc * p.a_ld] = l;
+            vbuf[vb + r + cc * p.v_ld] = l;
+        } else {
+            abuf[ab + r + cc * p.a_ld] = dinvs[r] * sbuf[rt + r + cc * p.r_ld];
+            vbuf[vb + r + cc * p.v_ld] = select(0.0, 1.0, r == cc);
+        }
+        tbuf[tb + r + cc * p.t_ld] = blk[t0 + cc * ld + r];
+        sbuf[ub + r + cc * B] = blk[ui0 + cc * ld + r];
+    }
+    if lid < B {
+        taubuf[p.tau_off + bm * p.tau_stride + lid] = blk[t0 + lid * ld + lid];
+    }
+}
