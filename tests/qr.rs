@@ -8,12 +8,20 @@ use metalcore::{
 };
 
 fn upload(m: &Mat) -> GpuMatrix {
-    let data: Vec<f32> = m.data.iter().map(|&x| x as f32).collect();
-    GpuMatrix::from_col_major(ctx(), m.rows, m.cols, &data).unwrap()
+    upload_to(ctx(), m)
 }
 
 fn download(g: &GpuMatrix) -> Mat {
-    Mat::from_f32(g.rows(), g.cols(), &g.to_col_major(ctx()).unwrap())
+    download_from(ctx(), g)
+}
+
+fn upload_to(ctx: &metalcore::Context, m: &Mat) -> GpuMatrix {
+    let data: Vec<f32> = m.data.iter().map(|&x| x as f32).collect();
+    GpuMatrix::from_col_major(ctx, m.rows, m.cols, &data).unwrap()
+}
+
+fn download_from(ctx: &metalcore::Context, g: &GpuMatrix) -> Mat {
+    Mat::from_f32(g.rows(), g.cols(), &g.to_col_major(ctx).unwrap())
 }
 
 fn random(rows: usize, cols: usize, seed: u64) -> Mat {
@@ -475,11 +483,16 @@ fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
             panel,
             tsqr_block_rows: Some(rows),
         };
-        let one = geqrf(ctx, &upload(&a), &opts(PanelAlgorithm::OneWorkgroup)).unwrap();
-        let ts = geqrf(ctx, &upload(&a), &opts(PanelAlgorithm::Tsqr)).unwrap();
+        let one = geqrf(
+            ctx,
+            &upload_to(ctx, &a),
+            &opts(PanelAlgorithm::OneWorkgroup),
+        )
+        .unwrap();
+        let ts = geqrf(ctx, &upload_to(ctx, &a), &opts(PanelAlgorithm::Tsqr)).unwrap();
         let tol = 32.0 * m as f64 * EPS;
         let scale = a.max_abs() * (m as f64).sqrt();
-        let (rv1, rv2) = (download(&one.rv), download(&ts.rv));
+        let (rv1, rv2) = (download_from(ctx, &one.rv), download_from(ctx, &ts.rv));
         for j in 0..n {
             for i in 0..m {
                 let s = if i <= j { scale } else { 1.0 };
@@ -493,7 +506,7 @@ fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
             }
         }
         for (what, x, y) in [("tau", &one.tau, &ts.tau), ("T", &one.t, &ts.t)] {
-            let d = download(x).sub(&download(y)).max_abs();
+            let d = download_from(ctx, x).sub(&download_from(ctx, y)).max_abs();
             assert!(d <= tol, "{m}×{n} nb={nb}: {what} differs by {d:e}");
         }
     }
