@@ -147,7 +147,8 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     ];
     for (s, &(m, n)) in shapes.iter().enumerate() {
         let a = random(m, n, 100 + s as u64);
-        for nb in [None, Some(5), Some(16)] {
+        // None is 128 wide (inner panels of 32 and the merged T); 40 leaves an inner remainder.
+        for nb in [None, Some(5), Some(16), Some(40)] {
             check_qr(&format!("{m}×{n}"), &a, QrMode::Reduced, nb);
         }
     }
@@ -476,7 +477,13 @@ fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
     // stable computations of the same unique factorization agree to a few m·ε in every entry
     // (R relative to max|A|·√m; reflector entries, tau and T are O(1)). 32·m·ε leaves room for
     // the different summation orders; a wrong sign or reflector gives differences of order 1.
-    for &(m, n, nb, rows) in &[(300, 40, 16, 1), (97, 33, 8, 20), (200, 21, 21, 60)] {
+    for &(m, n, nb, rows) in &[
+        (300, 40, 16, 1),
+        (97, 33, 8, 20),
+        (200, 21, 21, 60),
+        (400, 100, 72, 1),
+        (300, 90, 128, 100),
+    ] {
         let a = random(m, n, 1300 + m as u64);
         let opts = |panel| QrOptions {
             block_size: Some(nb),

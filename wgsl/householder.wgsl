@@ -13,8 +13,10 @@
 //                from S = VᵀV and tau.
 //   extract_r    copies the upper triangle (R) into a separate matrix, zeros below.
 //   identity     sets a matrix to the first columns of the identity.
+//   t_merge      the T of an outer panel from its inner panels' T blocks and S = VᵀV.
 //
-// Workgroup storage: about 2 KiB; invocations: WG (default 256). Fits WebGPU's default limits.
+// Workgroup storage: about 2 KiB (t_merge: 13 KiB); invocations: WG (default 256). Fits WebGPU's
+// default limits.
 
 override WG: u32 = 256u;
 // Threads per column in the panel's multi-column update (WG / GS columns at a time).
@@ -340,4 +342,61 @@ fn identity(
     let i = e % p.rows_out;
     let j = e / p.rows_out;
     aux[p.aux_offset + b * p.aux_stride + i + j * p.aux_ld] = select(0.0, 1.0, i == j);
+}
+
+// T of an outer panel (k = p.k columns) from the T blocks of its inner panels (ib = p.ncols
+// wide, already on T's diagonal) and S = VᵀV of the outer panel's explicit V (aux):
+//   T[0:p0, p0:p0+w] = -T[0:p0, 0:p0] · S[0:p0, p0:p0+w] · T[p0:p0+w, p0:p0+w]
+// for the column blocks in order (the compact-WY product rule), and zeros below the diagonal
+// blocks. One workgroup per matrix; k - ib ≤ 96 and ib ≤ 32 (X fits XMAX).
+const XMAX: u32 = 3072u;
+var<workgroup> xm: array<f32, XMAX>;
+
+@compute @workgroup_size(WG)
+fn t_merge(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let b = matrix_index(wid, nwg);
+    if b >= p.batch {
+        return;
+    }
+    let sb = p.aux_offset + b * p.aux_stride;
+    let tb = p.t_offset + b * p.t_stride;
+    let k = p.k;
+    let ib = p.ncols;
+    for (var e = lid; e < k * k; e += WG) {
+        let i = e % k;
+        let c = e / k;
+        if i / ib > c / ib {
+            a[tb + i + c * p.t_ld] = 0.0;
+        }
+    }
+    storageBarrier();
+    workgroupBarrier();
+    for (var p0 = ib; p0 < k; p0 += ib) {
+        let w = min(ib, k - p0);
+        for (var e = lid; e < p0 * w; e += WG) {
+            let i = e % p0;
+            let c = e / p0;
+            var acc = 0.0;
+            for (var l = 0u; l <= c; l++) {
+                acc = fma(aux[sb + i + (p0 + l) * p.aux_ld], a[tb + p0 + l + (p0 + c) * p.t_ld], acc);
+            }
+            xm[i + c * p0] = acc;
+        }
+        workgroupBarrier();
+        for (var e = lid; e < p0 * w; e += WG) {
+            let i = e % p0;
+            let c = e / p0;
+            var acc = 0.0;
+            for (var l = i; l < p0; l++) {
+                acc = fma(a[tb + i + l * p.t_ld], xm[l + c * p0], acc);
+            }
+            a[tb + i + (p0 + c) * p.t_ld] = -acc;
+        }
+        storageBarrier();
+        workgroupBarrier();
+    }
 }

@@ -292,3 +292,39 @@ pub(crate) fn identity(
         groups,
     );
 }
+
+/// Completes the T (k×k, ld `t.ld`) of an outer panel of `k` columns whose inner panels of `ib`
+/// columns already have their T blocks on the diagonal, from S = VᵀV of the outer panel (`s`):
+/// the off-diagonal blocks by the compact-WY product rule, zeros below the diagonal blocks.
+/// Needs k - ib ≤ 96 and ib ≤ 32.
+pub(crate) fn t_merge(
+    rec: &mut Recorder,
+    ctx: &Context,
+    k: usize,
+    ib: usize,
+    s: Mats,
+    t: Mats,
+    batch: usize,
+) {
+    debug_assert!(ib <= 32 && k <= ib + 96);
+    let params = Params {
+        k: k as u32,
+        ncols: ib as u32,
+        batch: batch as u32,
+        aux_ld: s.ld as u32,
+        aux_offset: s.offset as u32,
+        aux_stride: s.stride as u32,
+        t_ld: t.ld as u32,
+        t_offset: t.offset as u32,
+        t_stride: t.stride as u32,
+        ..Default::default()
+    };
+    dispatch(
+        rec,
+        ctx,
+        "t_merge",
+        &params,
+        [t.buffer, s.buffer, s.buffer],
+        batch as u32,
+    );
+}

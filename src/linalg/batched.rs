@@ -54,7 +54,7 @@ pub enum BatchedPath {
 pub struct BatchedOptions {
     /// Which implementation to run.
     pub path: BatchedPath,
-    /// Panel width of the blocked path (`None`: min(min(m, n), 32), as [`QrOptions`]).
+    /// Panel width of the blocked path (`None`: min(min(m, n), 128), as [`QrOptions`]).
     ///
     /// [`QrOptions`]: crate::linalg::qr::QrOptions
     pub block_size: Option<usize>,
