@@ -2,7 +2,7 @@
 //! applying Q or Qᵀ without forming it (`sormqr`).
 //!
 //! Two levels of blocking. Each outer panel of `nb` columns (default 128) starting at column j0
-//! is factored as inner panels of [`INNER_BLOCK`] (32) columns:
+//! is factored as inner panels of 32 columns:
 //! 1. each inner panel is factored in place, with its T (compact WY) and explicit V:
 //!    - by TSQR with Householder reconstruction (`kernels::tsqr`): the panel's rows are cut into
 //!      blocks factored in parallel in workgroup memory and reduced as a tree, then V, T and R
@@ -36,7 +36,7 @@ use crate::matrix::GpuMatrix;
 /// Default panel width (see the module docs).
 pub const DEFAULT_BLOCK_SIZE: usize = 128;
 
-/// Widest panel: outer panels are factored as inner panels of [`INNER_BLOCK`] columns, and
+/// Widest panel: outer panels are factored as inner panels of 32 columns, and
 /// `t_merge` builds the outer T from at most four of them.
 pub const MAX_BLOCK_SIZE: usize = 128;
 
