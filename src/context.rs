@@ -41,6 +41,13 @@ pub struct ContextOptions {
     /// Use only the portable kernels even where the adapter has subgroup operations (to test
     /// or compare the portable path).
     pub disable_subgroups: bool,
+    /// Override of the blocked triangular solve's schedule: the smallest sub-problem, counted
+    /// as rows × right-hand sides × batch, that [`trsm`](crate::trsm) and its variants split in
+    /// half (recursive blocking, GEMM updates with a large inner dimension) rather than peel one
+    /// diagonal block off (a rank-64 update). `None` takes the built-in 2²⁰. The result is
+    /// correct and backward stable under any value; this only moves the balance between
+    /// parallelism and launch latency (see the `trsm` module docs), for tuning and tests.
+    pub trsm_split_min: Option<usize>,
 }
 
 /// A WGSL kernel family: one file under `wgsl/`, compiled in.
@@ -90,6 +97,8 @@ pub struct Context {
     readbacks: AtomicU64,
     /// Smallest and largest subgroup size, when subgroup kernels may be used.
     subgroups: Option<(u32, u32)>,
+    /// [`ContextOptions::trsm_split_min`], if given.
+    trsm_split_min: Option<usize>,
     /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
     /// the next [`Context::submit`] instead of wgpu's default panic.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -160,7 +169,8 @@ impl Context {
                 adapter: format!("{} ({:?})", info.name, info.backend),
                 message: e.to_string(),
             })?;
-        let ctx = Self::assemble(device, queue, info);
+        let mut ctx = Self::assemble(device, queue, info);
+        ctx.trsm_split_min = options.trsm_split_min;
         let sink = ctx.uncaptured.clone();
         ctx.device
             .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -195,6 +205,7 @@ impl Context {
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
             subgroups,
+            trsm_split_min: None,
             uncaptured: Arc::new(Mutex::new(None)),
             scratch: Mutex::new(None),
             profile: std::env::var_os("METALCORE_PROFILE").is_some()
@@ -332,6 +343,11 @@ impl Context {
             .max_compute_invocations_per_workgroup
             .clamp(1, 256);
         1 << (31 - max.leading_zeros())
+    }
+
+    /// [`ContextOptions::trsm_split_min`] as given (`None`: the trsm's built-in default).
+    pub(crate) fn trsm_split_min(&self) -> Option<usize> {
+        self.trsm_split_min
     }
 
     /// Whether a kernel variant needing this much workgroup memory and these many invocations fits.

@@ -675,3 +675,151 @@ fn one_submission_no_read_back() {
     assert_eq!(after.submissions - before.submissions, 1);
     assert_eq!(after.readbacks, before.readbacks);
 }
+
+/// A context whose blocked trsm splits every sub-problem of at least `split_min` rows ×
+/// right-hand sides × batch in half (1: recursion all the way down to single blocks), so the
+/// recursive schedule is exercised at sizes a software adapter solves quickly.
+fn split_ctx(split_min: usize, limits: LimitsPolicy) -> Context {
+    Context::with_options(ContextOptions {
+        limits,
+        trsm_split_min: Some(split_min),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn recursive_split_every_flag_combination() {
+    // Full recursion: n = 257 and 513 give 3 and 4 levels of halving above the 64-blocks
+    // (5 and 9 blocks, a 1-row remainder block at the end going forward, at the start going
+    // backward); n = 200 with 70 right-hand sides takes a 3-row partial block and two RHS tiles.
+    let ctx = split_ctx(1, LimitsPolicy::Adapter);
+    let mut seed = 12000;
+    for o in all_options() {
+        for &(n, k) in &[(257, 3), (513, 2), (200, 70)] {
+            seed += 1;
+            check_one(&ctx, n, k, &o, Diag::Boosted, seed);
+        }
+    }
+}
+
+#[test]
+fn recursive_split_with_an_ill_conditioned_matrix() {
+    // The residual bound does not depend on the conditioning with recursion either.
+    let ctx = split_ctx(1, LimitsPolicy::Adapter);
+    let mut seed = 13000;
+    for o in all_options() {
+        seed += 1;
+        check_one(&ctx, 300, 5, &o, Diag::Mild, seed);
+    }
+}
+
+#[test]
+fn halving_above_peeling_below() {
+    // split_min = 1200 with k = 5: ranges of ≥ 240 rows are halved, shorter ones peel one
+    // block at a time (n = 513: halve 513 and 257..513, 256 and 0..256, peel below), so both
+    // kinds of step share the full-size workspace.
+    let ctx = split_ctx(1200, LimitsPolicy::Adapter);
+    let mut seed = 14000;
+    for o in all_options() {
+        seed += 1;
+        check_one(&ctx, 513, 5, &o, Diag::Boosted, seed);
+    }
+}
+
+#[test]
+fn recursive_split_at_webgpu_default_limits() {
+    // 32-blocks: n = 161 is 6 blocks, the last one a single row.
+    let ctx = split_ctx(1, LimitsPolicy::WebGpuDefaults);
+    let mut seed = 15000;
+    for o in all_options() {
+        seed += 1;
+        check_one(&ctx, 161, 4, &o, Diag::Boosted, seed);
+    }
+}
+
+#[test]
+fn recursive_split_batched() {
+    // Batched GEMMs on the halving steps, with per-member strides into the workspace.
+    let ctx = split_ctx(1, LimitsPolicy::Adapter);
+    let mut seed = 16000;
+    for o in all_options() {
+        for &(n, k, batch) in &[(150, 4, 3), (129, 1, 2)] {
+            seed += 1;
+            let (a, b) = random_batch(n, k, batch, &o, seed);
+            let x = batched_solve(&ctx, n, k, batch, &o, &a, &b);
+            check_batch("batched recursive", n, k, batch, &o, &a, &b, &x, &[]);
+        }
+    }
+}
+
+#[test]
+fn default_schedule_halves_a_large_enough_problem() {
+    // n·k ≥ 2²⁰ with the built-in threshold. Left, n = 130, k = 8192: the top range is halved
+    // (128 | 2) and so is its first half (64 | 64). Right, n = 65, k = 16384: one halving.
+    let ctx = ctx();
+    let o = |side, uplo, trans| TrsmOptions {
+        side,
+        uplo,
+        trans,
+        unit_diagonal: false,
+    };
+    check_one(
+        ctx,
+        130,
+        8192,
+        &o(Side::Left, Uplo::Lower, false),
+        Diag::Boosted,
+        17001,
+    );
+    check_one(
+        ctx,
+        130,
+        8192,
+        &o(Side::Right, Uplo::Lower, true),
+        Diag::Boosted,
+        17002,
+    );
+}
+
+#[test]
+fn recursive_split_nan_and_zero_stay_in_their_system() {
+    // NaN in B, NaN in A's triangle, a zero on the diagonal: each stays in its batch member
+    // under the recursive schedule too.
+    let ctx = split_ctx(1, LimitsPolicy::Adapter);
+    let n = 140;
+    for uplo in [Uplo::Lower, Uplo::Upper] {
+        let o = TrsmOptions {
+            uplo,
+            ..Default::default()
+        };
+        let (k, batch) = (3, 5);
+        let (mut a, mut b) = random_batch(n, k, batch, &o, 18000 + uplo as u64);
+        b[n * k + 2] = f32::NAN;
+        let (ti, tj) = match uplo {
+            Uplo::Lower => (n - 1, 0),
+            Uplo::Upper => (0, n - 1),
+        };
+        a[2 * n * n + ti + tj * n] = f32::NAN;
+        a[3 * n * n + 70 + 70 * n] = 0.0;
+        let x = batched_solve(&ctx, n, k, batch, &o, &a, &b);
+        check_batch(
+            "recursive isolation",
+            n,
+            k,
+            batch,
+            &o,
+            &a,
+            &b,
+            &x,
+            &[1, 2, 3],
+        );
+        for m in [1, 2, 3] {
+            let xm = &x[m * n * k..(m + 1) * n * k];
+            assert!(
+                xm.iter().any(|v| !v.is_finite()),
+                "{uplo:?}: member {m} should show its NaN/zero"
+            );
+        }
+    }
+}

@@ -9,25 +9,51 @@
 //! The right side is the left side transposed (X·op(A) = B ⇔ op(A)ᵀ·Xᵀ = Bᵀ), which the kernels
 //! handle by addressing, without transposing anything. Let T be the triangular matrix actually
 //! applied to the rows (left) or columns (right) of X; it is lower or upper, and substitution
-//! runs forward or backward accordingly. X starts as a copy of B and is solved in place by
-//! blocks of nb rows of T (nb = 64 where the adapter offers 24.1 KiB of workgroup storage,
-//! else 32), in substitution order:
-//! 1. the diagonal block: one workgroup per chunk of right-hand sides holds T_jj and the chunk
-//!    in workgroup memory and solves it by substitution (`solve_block`), writing X_j in place
-//!    and into a scratch buffer;
-//! 2. the rest: X_rest ← X_rest − T_rest,j · X_j (right side: X_rest ← X_rest − X_j · T_j,rest),
-//!    one GEMM on the shared tiled kernel, reading the off-diagonal block of A through GEMM's
-//!    transpose flags.
+//! runs forward or backward accordingly. X starts as a copy of B and is solved in place.
+//!
+//! The solve of a range of rows of T is recursive. A range of at most nb rows (nb = 64 where the
+//! adapter offers 24.1 KiB of workgroup storage, else 32) is a *diagonal block*: one workgroup
+//! per chunk of right-hand sides holds T_jj and the chunk in workgroup memory and solves it by
+//! substitution (`solve_block`), writing X_j in place and into a workspace. A longer range is
+//! split in two, `first` and `second` in substitution order (first = the upper rows when T is
+//! lower, the lower rows when T is upper):
+//! 1. solve `first`;
+//! 2. X_second ← X_second − T_second,first · X_first, one GEMM on the shared tiled kernel
+//!    (right side: X_second ← X_second − X_first · T_first,second), reading X_first from the
+//!    workspace (a GEMM may not write a buffer it reads) and the off-diagonal block of A through
+//!    GEMM's transpose flags;
+//! 3. solve `second`.
+//!
+//! Where the split falls is the schedule:
+//! - *halving* (first = half the range, rounded to whole blocks) while the range's rows × k ×
+//!   batch is at least 2²⁰ (`SPLIT_MIN`, overridable with
+//!   [`ContextOptions::trsm_split_min`](crate::ContextOptions::trsm_split_min)). For n = 4096
+//!   and k = 4096 this recurses down to the 64-blocks: the updates are 1 GEMM of
+//!   2048×4096×2048, 2 of 1024×4096×1024, …, 32 of 64×4096×64 (m×n×K), so half the flops run
+//!   with K = n/2 and three quarters with K ≥ n/4, where the GEMM reaches its full rate;
+//! - *peeling* (first = one block) below that: the classic blocked loop, a rank-nb update of
+//!   everything after each block. A small problem (k = 1, say) is latency-bound, and peeling
+//!   keeps the sequential work of each launch short (K = nb instead of K = n/2, n/4, …), so
+//!   few right-hand sides are solved as fast as before recursion was introduced.
+//!
+//! Either way the launches are the same in number: n/nb diagonal-block solves and one GEMM
+//! between consecutive ones, all in one submission. Splits fall on multiples of nb from row 0,
+//! so only the block at the end of the matrix may be partial. The workspace holds a whole X
+//! (n×k per system) when halving happens, else one block of rows.
 //!
 //! Almost all flops are in the GEMM updates. Substitution on the diagonal blocks is backward
-//! stable and the blocked method with GEMM updates is normwise backward stable (Higham,
-//! *Accuracy and Stability of Numerical Algorithms*, §8.1 and §13.1), so the residual
-//! ‖op(A)·X − B‖ is O(n·ε)·(‖A‖·‖X‖ + ‖B‖), whatever the conditioning of A.
+//! stable and so is blocking with conventional GEMM updates, recursive or not: every element
+//! of X is still b_i minus a sum of n products divided once by T_ii, only the order of the sums
+//! changes, each term passing through at most n + 1 roundings (Higham, *Accuracy and Stability
+//! of Numerical Algorithms*, §8.1, Thm 8.5, and §13.1).
+//! So the residual ‖op(A)·X − B‖ is O(n·ε)·(‖A‖·‖X‖ + ‖B‖), whatever the conditioning of A.
+//! No diagonal block is inverted: multiplying by computed inverses (the GEMM-only leaf some
+//! libraries use) would bring the condition of the blocks into that bound.
 //!
 //! Batched solves run the same code with a stride per matrix: for n ≤ nb the whole system is one
 //! diagonal block, so each system is solved by one workgroup (per chunk of right-hand sides) in
 //! workgroup memory, in one launch; larger systems go through the blocked path, batched GEMMs
-//! included. Every call records into one submission and reads nothing back, except the
+//! included (the batch counts toward the halving threshold, as it multiplies the GEMMs' work). Every call records into one submission and reads nothing back, except the
 //! `*_checked` calls, which read back the diagonal (n floats per matrix) to report an exact zero.
 //!
 //! # Singular and non-finite input
@@ -174,6 +200,213 @@ fn check_shapes(
     Ok((n, k))
 }
 
+/// The built-in [`ContextOptions::trsm_split_min`](crate::ContextOptions::trsm_split_min): a
+/// sub-problem of at least this many rows × right-hand sides × batch is split in half, a smaller
+/// one peels one diagonal block at a time. 2²⁰ elements is 64 output tiles of the GEMM's
+/// 128×128 variant for the half being updated (or 256 of its 64×64 one): about where one
+/// update stops filling a large GPU and launch latency, not arithmetic, sets its time.
+const SPLIT_MIN: usize = 1 << 20;
+
+/// The blocked solve of one [`Problem`], recorded by [`Schedule::solve`].
+struct Schedule<'a> {
+    p: &'a Problem,
+    a: Mats<'a>,
+    x: Mats<'a>,
+    variant: Variant,
+    nb: usize,
+    /// T = op(A) read transposed (relative to A's storage).
+    read_t: bool,
+    /// T lower: substitution runs forward.
+    forward: bool,
+    right: bool,
+    /// Split in half while rows·k·batch ≥ this; peel one block below it.
+    split_min: usize,
+    /// Solved blocks kept for the GEMMs (a GEMM may not write a buffer it reads): either the
+    /// whole of X's shape (`full`, when any sub-problem is split in half, as a split's GEMM
+    /// reads many blocks) or one block of rows (when every step peels a single block).
+    scratch: Option<(wgpu::Buffer, bool)>,
+}
+
+impl Schedule<'_> {
+    /// Rows of the scratch per system.
+    fn scratch_rows(&self) -> usize {
+        match &self.scratch {
+            Some((_, true)) => self.p.n,
+            _ => self.nb,
+        }
+    }
+
+    /// Where the solved rows starting at `r0` of X live in the scratch, as a row offset.
+    fn scratch_row(&self, r0: usize) -> usize {
+        match &self.scratch {
+            Some((_, true)) => r0,
+            _ => 0,
+        }
+    }
+
+    /// Solves rows (left) / columns (right) `lo..hi` of X against T's diagonal block there,
+    /// once everything outside that block has been subtracted. `last`: nothing solved here is
+    /// read again (the very end of the whole solve), so the scratch copy is skipped.
+    ///
+    /// Above one block the range is split: `first` in substitution order is solved, its
+    /// product with T's off-diagonal block subtracted from `second` by one GEMM, then `second`
+    /// is solved. The split is in half (rounded to whole blocks) while the range is large
+    /// enough (`split_min`), so the top GEMMs have inner dimension n/2, n/4, …, and peels one
+    /// block (the previous blocked loop: rank-nb updates, less sequential work per launch) below.
+    /// Splits are at multiples of nb from row 0, so only the block at n may be partial.
+    fn solve(&self, rec: &mut Recorder, ctx: &Context, mut lo: usize, hi: usize, last: bool) {
+        let nb = self.nb;
+        let mut hi = hi;
+        loop {
+            let len = hi - lo;
+            if len <= nb {
+                self.leaf(rec, ctx, lo, len, last);
+                return;
+            }
+            let halve = len * self.p.k * self.p.batch >= self.split_min;
+            let mid = if halve {
+                lo + (len / 2).div_ceil(nb) * nb
+            } else if self.forward {
+                lo + nb
+            } else {
+                lo + (len - 1) / nb * nb
+            };
+            debug_assert!(lo < mid && mid < hi && mid % nb == 0);
+            let (first, second) = if self.forward {
+                ((lo, mid), (mid, hi))
+            } else {
+                ((mid, hi), (lo, mid))
+            };
+            self.solve(rec, ctx, first.0, first.1, false);
+            self.update(rec, ctx, first, second);
+            (lo, hi) = second;
+        }
+    }
+
+    /// The diagonal block of rows `j0..j0 + w` (w ≤ nb) solved in workgroup memory.
+    fn leaf(&self, rec: &mut Recorder, ctx: &Context, j0: usize, w: usize, last: bool) {
+        let (p, x) = (self.p, self.x);
+        let x_tile = if self.right {
+            Tile {
+                buffer: x.buffer,
+                offset: x.offset + j0 * x.ld,
+                rs: x.ld,
+                cs: 1,
+                stride: x.stride,
+            }
+        } else {
+            Tile {
+                buffer: x.buffer,
+                offset: x.offset + j0,
+                rs: 1,
+                cs: x.ld,
+                stride: x.stride,
+            }
+        };
+        let scratch_tile = match (&self.scratch, last) {
+            (Some((buffer, _)), false) => {
+                let (rows, r0, k) = (self.scratch_rows(), self.scratch_row(j0), p.k);
+                // Left: rows×k (ld rows); right: k×rows (ld k).
+                Some(if self.right {
+                    Tile {
+                        buffer,
+                        offset: r0 * k,
+                        rs: k,
+                        cs: 1,
+                        stride: rows * k,
+                    }
+                } else {
+                    Tile {
+                        buffer,
+                        offset: r0,
+                        rs: 1,
+                        cs: rows,
+                        stride: rows * k,
+                    }
+                })
+            }
+            _ => None,
+        };
+        SolveBlock {
+            variant: self.variant,
+            w,
+            k: p.k,
+            batch: p.batch,
+            a: self.a.at(j0, j0),
+            trans_a: self.read_t,
+            forward: self.forward,
+            unit: p.opts.unit_diagonal,
+            x: x_tile,
+            scratch: scratch_tile,
+        }
+        .record(rec, ctx);
+    }
+
+    /// X[second] −= T[second, first] · X[first] (right side: X[:, second] −= X[:, first] ·
+    /// op(A)[first, second]), reading the solved X[first] from the scratch and the block of A
+    /// through GEMM's transpose flags.
+    fn update(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        (f0, f1): (usize, usize),
+        (s0, s1): (usize, usize),
+    ) {
+        let Some((s_buf, _)) = &self.scratch else {
+            return;
+        };
+        let (p, a, x, k) = (self.p, self.a, self.x, self.p.k);
+        let (fw, sw) = (f1 - f0, s1 - s0);
+        let rows = self.scratch_rows();
+        let s_stride = rows * k;
+        // The block of op(A) at rows r.., columns c.., as a GEMM operand and its transpose flag.
+        let op_a = |r: usize, c: usize| -> (View, bool) {
+            if p.opts.trans {
+                (a.at(c, r).view(), true)
+            } else {
+                (a.at(r, c).view(), false)
+            }
+        };
+        let r0 = self.scratch_row(f0);
+        let gemm = if self.right {
+            // X[:, s] -= X_f (k×fw) · op(A)[f, s]
+            let s_view = View::new(s_buf, r0 * k, k);
+            let (av, ta) = op_a(f0, s0);
+            Gemm::new(
+                k,
+                sw,
+                fw,
+                -1.0,
+                s_view,
+                false,
+                av,
+                ta,
+                1.0,
+                x.at(0, s0).view(),
+            )
+            .batched(p.batch, [s_stride, a.stride, x.stride])
+        } else {
+            // X[s, :] -= op(A)[s, f] · X_f (fw×k)
+            let s_view = View::new(s_buf, r0, rows);
+            let (av, ta) = op_a(s0, f0);
+            Gemm::new(
+                sw,
+                k,
+                fw,
+                -1.0,
+                av,
+                ta,
+                s_view,
+                false,
+                1.0,
+                x.at(s0, 0).view(),
+            )
+            .batched(p.batch, [a.stride, s_stride, x.stride])
+        };
+        gemm.record(rec, ctx);
+    }
+}
+
 /// Records the in-place solve of the `batch` systems: `a` holds the n×n triangular matrices,
 /// `x` (left: n×k, ld n; right: k×n, ld k) holds B on entry and X on exit. Allocates the scratch
 /// buffer the blocked path needs (it lives as long as the recorded commands).
@@ -191,11 +424,14 @@ pub(crate) fn record_solve(
     let read_t = p.opts.trans ^ right;
     let forward = (p.opts.uplo == Uplo::Lower) ^ read_t;
     let (variant, nb) = p.blocking(ctx);
-    let blocks = n.div_ceil(nb);
+    let split_min = ctx.trsm_split_min().unwrap_or(SPLIT_MIN).max(1);
 
-    let scratch = if blocks > 1 {
-        let elements = (nb * k * p.batch) as u64;
-        let shape = Shape::batch(p.batch, nb, k);
+    let scratch = if n > nb {
+        // Split in half somewhere iff the whole problem is (the test is monotone in the rows).
+        let full = n * k * p.batch >= split_min;
+        let rows = if full { n } else { nb };
+        let elements = (rows * k * p.batch) as u64;
+        let shape = Shape::batch(p.batch, rows, k);
         if elements > u32::MAX as u64 {
             return Err(Error::TooLarge {
                 op,
@@ -206,118 +442,26 @@ pub(crate) fn record_solve(
             });
         }
         ctx.check_elements(op, elements, shape)?;
-        Some(ctx.storage_buffer("metalcore trsm workspace", elements))
+        Some((
+            ctx.storage_buffer("metalcore trsm workspace", elements),
+            full,
+        ))
     } else {
         None
     };
-    // Left: scratch is nb×k (ld nb); right: k×nb (ld k). Either way nb·k per system.
-    let s_stride = nb * k;
-    let (s_rs, s_cs, s_ld) = if right { (k, 1, k) } else { (1, nb, nb) };
-
-    let order: Vec<usize> = if forward {
-        (0..blocks).collect()
-    } else {
-        (0..blocks).rev().collect()
-    };
-    // The off-diagonal block of op(A) at (r, c), as a GEMM operand and its transpose flag.
-    let op_a = |r: usize, c: usize| -> (View, bool) {
-        if p.opts.trans {
-            (a.at(c, r).view(), true)
-        } else {
-            (a.at(r, c).view(), false)
-        }
-    };
-    for (step, &blk) in order.iter().enumerate() {
-        let j0 = blk * nb;
-        let w = nb.min(n - j0);
-        let last = step + 1 == blocks;
-        let x_tile = if right {
-            Tile {
-                buffer: x.buffer,
-                offset: x.offset + j0 * x.ld,
-                rs: x.ld,
-                cs: 1,
-                stride: x.stride,
-            }
-        } else {
-            Tile {
-                buffer: x.buffer,
-                offset: x.offset + j0,
-                rs: 1,
-                cs: x.ld,
-                stride: x.stride,
-            }
-        };
-        let scratch_tile = match (&scratch, last) {
-            (Some(buffer), false) => Some(Tile {
-                buffer,
-                offset: 0,
-                rs: s_rs,
-                cs: s_cs,
-                stride: s_stride,
-            }),
-            _ => None,
-        };
-        SolveBlock {
-            variant,
-            w,
-            k,
-            batch: p.batch,
-            a: a.at(j0, j0),
-            trans_a: read_t,
-            forward,
-            unit: p.opts.unit_diagonal,
-            x: x_tile,
-            scratch: scratch_tile,
-        }
-        .record(rec, ctx);
-        if last {
-            break;
-        }
-        let Some(s_buf) = &scratch else { break };
-        // The rows (left) / columns (right) still to update: after the block going forward,
-        // before it going backward.
-        let (r0, r) = if forward {
-            (j0 + w, n - j0 - w)
-        } else {
-            (0, j0)
-        };
-        let s_view = View::new(s_buf, 0, s_ld);
-        let gemm = if right {
-            // X[:, r0..r0+r] -= X_j (k×w) · op(A)[j0..j0+w, r0..r0+r]
-            let (av, ta) = op_a(j0, r0);
-            Gemm::new(
-                k,
-                r,
-                w,
-                -1.0,
-                s_view,
-                false,
-                av,
-                ta,
-                1.0,
-                x.at(0, r0).view(),
-            )
-            .batched(p.batch, [s_stride, a.stride, x.stride])
-        } else {
-            // X[r0..r0+r, :] -= op(A)[r0..r0+r, j0..j0+w] · X_j (w×k)
-            let (av, ta) = op_a(r0, j0);
-            Gemm::new(
-                r,
-                k,
-                w,
-                -1.0,
-                av,
-                ta,
-                s_view,
-                false,
-                1.0,
-                x.at(r0, 0).view(),
-            )
-            .batched(p.batch, [a.stride, s_stride, x.stride])
-        };
-        gemm.record(rec, ctx);
+    Schedule {
+        p,
+        a,
+        x,
+        variant,
+        nb,
+        read_t,
+        forward,
+        right,
+        split_min,
+        scratch,
     }
+    .solve(rec, ctx, 0, n, true);
     Ok(())
 }
 
@@ -414,7 +558,8 @@ fn solve_batch_new(
 ///
 /// A is n×n; only the triangle named by `opts.uplo` is read (and its diagonal unless
 /// `opts.unit_diagonal`). B may be a vector: n×1 on either side (1×n also on the right).
-/// One submission, no read-back; blocked with GEMM updates for large n (see the module docs).
+/// One submission, no read-back; recursively blocked with GEMM updates for large n (see the
+/// module docs).
 ///
 /// An exact zero on a non-unit diagonal is not detected here: X then holds inf/NaN as IEEE
 /// arithmetic gives. Use [`trsm_checked`] for LAPACK `strtrs`-style detection.
