@@ -646,6 +646,7 @@ impl Context {
             mapped_at_creation: false,
         });
         let mut names = Vec::with_capacity(dispatches);
+        let mut grids = Vec::with_capacity(dispatches);
         for command in &rec.commands {
             match command {
                 Command::Copy {
@@ -670,6 +671,7 @@ impl Context {
                     pass.set_bind_group(0, &bind_group, &[d.params_offset]);
                     pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
                     names.push(d.entry);
+                    grids.push(d.groups);
                 }
             }
         }
@@ -697,8 +699,10 @@ impl Context {
         };
         let period = f64::from(self.queue.get_timestamp_period());
         let mut totals: Vec<(&str, usize, f64)> = Vec::new();
+        let mut each: Vec<(f64, usize)> = Vec::with_capacity(names.len());
         for (d, name) in names.iter().enumerate() {
             let ns = ticks[2 * d + 1].saturating_sub(ticks[2 * d]) as f64 * period;
+            each.push((ns, d));
             match totals.iter_mut().find(|t| t.0 == *name) {
                 Some(t) => {
                     t.1 += 1;
@@ -720,7 +724,20 @@ impl Context {
                 ns * 1e-6
             );
         }
-        eprint!("{report}");
+        each.sort_by(|a, b| b.0.total_cmp(&a.0));
+        report += "  slowest: ";
+        for &(ns, d) in each.iter().take(12) {
+            let g = grids[d];
+            report += &format!(
+                "#{d} {} {}×{}×{} {:.1} µs; ",
+                names[d],
+                g[0],
+                g[1],
+                g[2],
+                ns * 1e-3
+            );
+        }
+        eprintln!("{report}");
         Ok(())
     }
 

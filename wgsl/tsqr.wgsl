@@ -2,11 +2,13 @@
 // Jacquelin, Knight, Nguyen, "Reconstructing Householder vectors from Tall-Skinny QR", 2015).
 //
 // A tall panel (rows × B, rows ≫ B) is cut into blocks of at most RB rows. Each block is factored
-// by Householder QR in workgroup memory, all blocks at once; the B×B R factors are stacked and
-// factored again, level by level, until one block is left (`tsqr_factor`, once per level). The
-// explicit Q (rows × B) is then built top-down: each block applies its reflectors to its B×B
-// piece of the parent's Q padded with zeros (`tsqr_expand`, once per level). Finally the
-// Householder form LAPACK's blocked QR needs is reconstructed from Q (`tsqr_lu`, `tsqr_rows`):
+// by Householder QR in workgroup memory, all blocks at once, and forms its own Q (rows × B,
+// H_0 … H_{B-1} [I; 0]); the B×B R factors are stacked and factored again, level by level,
+// until one block is left (`tsqr_factor`, once per level). The explicit Q of the panel is then
+// built top-down, each level's rows being its block Q times the block's B×B piece of the level
+// above's explicit Q (`tsqr_apply`, a parallel product, once per level below the top). Finally
+// the Householder form LAPACK's blocked QR needs is reconstructed from Q (`tsqr_lu`,
+// `tsqr_rows`):
 //   Q - S = L U   (LU without pivoting; S = diag(-sign) chosen on the way so |U_ii| >= 1),
 //   Y = L (unit lower trapezoidal: the reflectors), T = -U S L₁⁻ᵀ, R_H = S R,
 // so that I - Y T Yᵀ is the panel's block reflector and A = (I - Y T Yᵀ)[:, :B] R_H. That is
@@ -19,23 +21,20 @@
 // load (exact, and QR commutes with column scaling: QR(A D) = Q (R D)), so no norm can overflow
 // or underflow for scaled input; R is unscaled when written.
 //
-// Workgroup size: the adapter's largest power of two up to 1024 (256 under WebGPU's defaults);
-// more invocations per column shorten each step's dependent chain.
+// Work split in `tsqr_factor`: TPC = WG / B invocations per column; for a step j, invocation
+// (c, part) handles rows part, part + TPC, … of column c. One reduction buffer, two barriers
+// per step: partial dot products, then every invocation of column c sums the TPC partials
+// itself (no third barrier) and updates its rows. tsqr_sg.wgsl has the subgroup version.
 //
-// Work split in `tsqr_factor` / `tsqr_expand`: TPC = WG / B invocations per column; for a step
-// j, invocation (c, part) handles rows part, part + TPC, … of column c. One reduction buffer,
-// two barriers per step: partial dot products, then every invocation of column c sums the TPC
-// partials itself (no third barrier) and updates its rows.
-//
-// Workgroup memory: SMEM + WG + 5·B + 2·RB floats (SMEM = max(LDS·B, 3·B·(B+1))), sized by the
-// host to the adapter's limit.
+// Workgroup memory (floats): SMEM + SMQ + WG + 5·B, each entry point's arrays sized by the host
+// for that dispatch (see the override comments) to the adapter's limit.
 
-override B: u32 = 32u;      // panel width
-override RB: u32 = 96u;     // most rows in a block
-override LDS: u32 = 97u;    // leading dimension of a block in workgroup memory (RB + 1)
-override SMEM: u32 = 3168u; // max(LDS·B, 3·B·(B+1))
+override B: u32 = 16u;      // panel width
+override RB: u32 = 64u;     // most rows in a block
+override LDS: u32 = 65u;    // leading dimension of a block in workgroup memory (RB + 1)
+override SMEM: u32 = 1040u; // factor: LDS·B; lu: 3·B·(B+1); rows: B·B
+override SMQ: u32 = 1040u;  // factor: LDS·B for the block's Q (1 elsewhere)
 override TPC: u32 = 8u;     // invocations per column (WG / B)
-override VC: u32 = 192u;    // 2·RB: double-buffered reflector column in tsqr_expand
 override WG: u32 = 256u;
 
 const F32_MAX: f32 = 3.40282347e38;
@@ -82,7 +81,7 @@ var<workgroup> betas: array<f32, B>;
 var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
-var<workgroup> vc: array<f32, VC>;
+var<workgroup> qx: array<f32, SMQ>;
 
 // First row and row count of block g of a level.
 fn block_rows(g: u32) -> vec2<u32> {
@@ -220,90 +219,81 @@ fn tsqr_factor(
     if lid < B {
         sbuf[p.tau_off + bm * p.s_stride + g * B + lid] = taus[lid];
     }
-}
 
-// Column j of block V with its implicit unit diagonal and zeros above, for rows < nr.
-fn v_elem(xb: u32, i: u32, j: u32) -> f32 {
-    if i > j {
-        return xbuf[xb + i + j * p.x_ld];
-    }
-    return select(0.0, 1.0, i == j);
-}
-
-@compute @workgroup_size(WG)
-fn tsqr_expand(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let g = wid.x;
-    let bm = wid.y;
-    if g >= p.nblocks || bm >= p.batch {
-        return;
-    }
-    let br = block_rows(g);
-    let nr = br.y;
-    let xb = p.x_off + bm * p.x_stride + br.x;
-    // X = [C; 0], C = the parent's Q rows g·B .. g·B + B (the identity at the top).
-    let cb = p.r_off + bm * p.s_stride + g * B;
+    // The block's own Q (nr × B) = H_0 … H_{B-1} [I; 0], H_{B-1} first, into qx, then to
+    // q_off (ld q_ld) at the block's rows. Column c is e_c until H_c reaches it.
     for (var e = lid; e < nr * B; e += WG) {
         let i = e % nr;
         let cc = e / nr;
-        var v = 0.0;
-        if i < B {
-            if p.top != 0u {
-                v = select(0.0, 1.0, i == cc);
-            } else {
-                v = sbuf[cb + i + cc * p.r_ld];
-            }
-        }
-        blk[cc * LDS + i] = v;
-    }
-    let last = B - 1u;
-    for (var i = lid; i < nr; i += WG) {
-        vc[(last % 2u) * RB + i] = v_elem(xb, i, last);
+        qx[cc * LDS + i] = select(0.0, 1.0, i == cc);
     }
     workgroupBarrier();
-
-    let c = lid / TPC;
-    let part = lid % TPC;
-    let owns = c < B;
-    let tb = p.tau_off + bm * p.s_stride + g * B;
-    // Q_block = H_0 … H_{B-1} [C; 0]: H_{B-1} first.
     for (var jj = 0u; jj < B; jj++) {
-        let j = last - jj;
-        let cur = (j % 2u) * RB;
+        let j = B - 1u - jj;
         var s = 0.0;
-        if owns {
+        if owns && c >= j {
             for (var i = j + part; i < nr; i += TPC) {
-                s = fma(vc[cur + i], blk[c * LDS + i], s);
+                let v = select(blk[j * LDS + i] * dinvs[j], 1.0, i == j);
+                s = fma(v, qx[c * LDS + i], s);
             }
         }
         red[lid] = s;
-        if j > 0u {
-            let nxt = ((j - 1u) % 2u) * RB;
-            for (var i = lid; i < nr; i += WG) {
-                vc[nxt + i] = v_elem(xb, i, j - 1u);
-            }
-        }
         workgroupBarrier();
-        if owns {
+        if owns && c >= j {
             var w = 0.0;
             for (var q = 0u; q < TPC; q++) {
                 w += red[c * TPC + q];
             }
-            w = -w * sbuf[tb + j];
+            w = -w * taus[j];
             for (var i = j + part; i < nr; i += TPC) {
-                blk[c * LDS + i] = fma(w, vc[cur + i], blk[c * LDS + i]);
+                let v = select(blk[j * LDS + i] * dinvs[j], 1.0, i == j);
+                qx[c * LDS + i] = fma(w, v, qx[c * LDS + i]);
             }
         }
         workgroupBarrier();
     }
-
     let qb = p.q_off + bm * p.s_stride + br.x;
     for (var e = lid; e < nr * B; e += WG) {
         let i = e % nr;
         let cc = e / nr;
-        sbuf[qb + i + cc * p.q_ld] = blk[cc * LDS + i];
+        sbuf[qb + i + cc * p.q_ld] = qx[cc * LDS + i];
+    }
+}
+
+// Explicit Q of a level below the top: Q[r, :] = Qloc[r, :] · P[g·B .. g·B + B, :], where Qloc
+// is the level's blockwise Q (from tsqr_factor), g the block of row r and P the explicit Q of
+// the level above (its rows g·B .. g·B + B belong to block g's R). Q goes to u_off, ld q_ld.
+@compute @workgroup_size(WG)
+fn tsqr_apply(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let bm = wid.y;
+    if bm >= p.batch {
+        return;
+    }
+    let total = p.rows * B;
+    let base = p.rows / p.nblocks;
+    let rem = p.rows % p.nblocks;
+    let big = rem * (base + 1u);
+    let qb = p.q_off + bm * p.s_stride;
+    let pb = p.r_off + bm * p.s_stride;
+    let ob = p.u_off + bm * p.s_stride;
+    for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
+        let r = e % p.rows;
+        let cc = e / p.rows;
+        var g = 0u;
+        if r < big {
+            g = r / (base + 1u);
+        } else {
+            g = rem + (r - big) / base;
+        }
+        var acc = 0.0;
+        for (var k = 0u; k < B; k++) {
+            acc = fma(sbuf[qb + r + k * p.q_ld], sbuf[pb + g * B + k + cc * p.r_ld], acc);
+        }
+        sbuf[ob + r + cc * p.q_ld] = acc;
     }
 }
 

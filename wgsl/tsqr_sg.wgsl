@@ -5,23 +5,24 @@
 // to a few shuffles:
 //   tsqr_factor_sg  one barrier per Householder step (every subgroup computes the pivot column's
 //                   norm itself, so no broadcast is needed);
-//   tsqr_expand_sg  no barrier inside the reflector loop: each subgroup applies all reflectors
-//                   to its own column, reading V from global memory (cached);
+//                   It also forms the block's own Q, each subgroup one column, no barrier;
 //   tsqr_lu_sg      the LU of tsqr_lu with U⁻¹ and T built one row/column per step, each sum
 //                   spread over a subgroup.
-// tsqr.wgsl's tsqr_rows finishes the reconstruction.
+// tsqr.wgsl's tsqr_apply (explicit Q level by level) and tsqr_rows (Y below the top block)
+// are portable and serve both variants.
 //
 // Subgroups number themselves through a workgroup atomic, so nothing is assumed about how
 // invocations are grouped; the host picks this file only when the adapter's subgroup size is
 // fixed (min = max = S).
 //
-// Workgroup storage: SMEM + 4·B floats; invocations B·S.
+// Workgroup storage: SMEM + SMQ + 4·B + 1 floats; invocations B·S.
 // requires: subgroups (naga takes subgroup builtins without an `enable`; wgpu checks the feature)
 
 override B: u32 = 8u;       // panel width
 override RB: u32 = 64u;     // most rows in a block
 override LDS: u32 = 65u;    // leading dimension of a block in workgroup memory (RB + 1)
-override SMEM: u32 = 520u;  // max(LDS·B, 3·B·(B+1))
+override SMEM: u32 = 520u;  // factor: LDS·B; lu: 3·B·(B+1)
+override SMQ: u32 = 520u;   // factor: LDS·B for the block's Q (1 in lu)
 override S: u32 = 32u;      // subgroup size
 override WG: u32 = 256u;    // B·S
 
@@ -68,6 +69,7 @@ var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
 var<workgroup> counter: atomic<u32>;
+var<workgroup> qx: array<f32, SMQ>;
 
 fn block_rows(g: u32) -> vec2<u32> {
     let base = p.rows / p.nblocks;
@@ -187,55 +189,29 @@ fn tsqr_factor_sg(
     if lid < B {
         sbuf[p.tau_off + bm * p.s_stride + g * B + lid] = taus[lid];
     }
-}
 
-@compute @workgroup_size(WG)
-fn tsqr_expand_sg(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let g = wid.x;
-    let bm = wid.y;
-    if g >= p.nblocks || bm >= p.batch {
-        return;
-    }
-    let c = subgroup_number(lid, lane);
-    let br = block_rows(g);
-    let nr = br.y;
-    let xb = p.x_off + bm * p.x_stride + br.x;
-    let cb = p.r_off + bm * p.s_stride + g * B;
-    // Column c of X = [C; 0], C = the parent's Q rows g·B .. g·B + B (the identity at the top).
+    // The block's own Q (nr × B) = H_0 … H_{B-1} [I; 0]: subgroup c forms column c alone
+    // (e_c, then H_c … H_0 applied), so no barrier is needed; then to q_off (ld q_ld).
     for (var i = lane; i < nr; i += S) {
-        var v = 0.0;
-        if i < B {
-            if p.top != 0u {
-                v = select(0.0, 1.0, i == c);
-            } else {
-                v = sbuf[cb + i + c * p.r_ld];
-            }
-        }
-        blk[c * LDS + i] = v;
+        qx[c * LDS + i] = select(0.0, 1.0, i == c);
     }
-    let tb = p.tau_off + bm * p.s_stride + g * B;
-    // Q_block = H_0 … H_{B-1} [C; 0], H_{B-1} first; each subgroup only touches its column.
-    for (var jj = 0u; jj < B; jj++) {
-        let j = B - 1u - jj;
-        let vb = xb + j * p.x_ld;
+    for (var jj = 0u; jj <= c; jj++) {
+        let j = c - jj;
+        let dj = dinvs[j];
         var s = 0.0;
         for (var i = j + lane; i < nr; i += S) {
-            let v = select(xbuf[vb + i], 1.0, i == j);
-            s = fma(v, blk[c * LDS + i], s);
+            let v = select(blk[j * LDS + i] * dj, 1.0, i == j);
+            s = fma(v, qx[c * LDS + i], s);
         }
-        let w = -subgroupAdd(s) * sbuf[tb + j];
+        let w = -subgroupAdd(s) * taus[j];
         for (var i = j + lane; i < nr; i += S) {
-            let v = select(xbuf[vb + i], 1.0, i == j);
-            blk[c * LDS + i] = fma(w, v, blk[c * LDS + i]);
+            let v = select(blk[j * LDS + i] * dj, 1.0, i == j);
+            qx[c * LDS + i] = fma(w, v, qx[c * LDS + i]);
         }
     }
     let qb = p.q_off + bm * p.s_stride + br.x;
     for (var i = lane; i < nr; i += S) {
-        sbuf[qb + i + c * p.q_ld] = blk[c * LDS + i];
+        sbuf[qb + i + c * p.q_ld] = qx[c * LDS + i];
     }
 }
 

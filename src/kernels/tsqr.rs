@@ -62,6 +62,15 @@ pub(crate) struct Variant {
     sg: Option<usize>,
 }
 
+/// Which kernel a set of override constants is for (their workgroup arrays differ).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Factor,
+    Lu,
+    /// tsqr_apply and tsqr_rows (portable in every variant).
+    Portable,
+}
+
 impl Variant {
     /// The variant for width `b` with blocks of `rows` rows (default [`DEFAULT_BLOCK_ROWS`]),
     /// lowered to what the adapter's workgroup memory holds; `None` when blocks of at least
@@ -73,9 +82,13 @@ impl Variant {
         let limits = ctx.limits();
         let limit = limits.max_compute_workgroup_storage_size as usize;
         let wanted = rows.unwrap_or(DEFAULT_BLOCK_ROWS).max(2 * b);
-        let fit = |bytes: &dyn Fn(usize) -> usize| -> Option<usize> {
+        let lu_floats = 3 * b * (b + 1) + 1;
+        let fit = |extra: usize| -> Option<usize> {
+            if 4 * (lu_floats + extra) > limit {
+                return None;
+            }
             let mut rb = wanted;
-            while rb >= 2 * b && bytes(rb) > limit {
+            while rb >= 2 * b && 4 * (2 * (rb + 1) * b + extra) > limit {
                 rb -= 1;
             }
             (rb >= 2 * b).then_some(rb)
@@ -85,7 +98,7 @@ impl Variant {
             .min(limits.max_compute_workgroup_size_x) as usize;
         if let Some(s) = ctx.fixed_subgroup_size().map(|s| s as usize) {
             if b * s <= most {
-                if let Some(rb) = fit(&|rb| 4 * (Self::smem(b, rb) + 4 * b + 1)) {
+                if let Some(rb) = fit(4 * b + 1) {
                     return Some(Self {
                         b,
                         rb,
@@ -99,7 +112,7 @@ impl Variant {
         if 2 * b > wg {
             return None;
         }
-        let rb = fit(&|rb| Self::portable_bytes(b, rb, wg))?;
+        let rb = fit(wg + 5 * b)?;
         Some(Self {
             b,
             rb,
@@ -108,56 +121,50 @@ impl Variant {
         })
     }
 
-    fn smem(b: usize, rb: usize) -> usize {
-        ((rb + 1) * b).max(3 * b * (b + 1))
-    }
-
-    fn portable_bytes(b: usize, rb: usize, wg: usize) -> usize {
-        4 * (Self::smem(b, rb) + wg + 5 * b + 2 * rb)
-    }
-
-    /// Constants of the portable kernels with blocks of `rb` rows on `wg` invocations.
-    fn portable(b: usize, rb: usize, wg: usize) -> Vec<(&'static str, f64)> {
-        vec![
+    /// Override constants for `entry` (workgroup arrays sized for that kernel only).
+    fn constants(&self, entry: Entry) -> Vec<(&'static str, f64)> {
+        let (b, rb) = (self.b, self.rb);
+        let block = (rb + 1) * b;
+        let (smem, smq) = match entry {
+            Entry::Factor => (block, block),
+            Entry::Lu => (3 * b * (b + 1), 1),
+            Entry::Portable => (b * b, 1),
+        };
+        let mut c = vec![
             ("B", b as f64),
             ("RB", rb as f64),
             ("LDS", (rb + 1) as f64),
-            ("SMEM", Self::smem(b, rb) as f64),
-            ("TPC", (wg / b) as f64),
-            ("VC", (2 * rb) as f64),
-            ("WG", wg as f64),
-        ]
+            ("SMEM", smem as f64),
+            ("SMQ", smq as f64),
+        ];
+        match (self.sg, entry) {
+            (Some(s), Entry::Factor | Entry::Lu) => {
+                c.extend([("S", s as f64), ("WG", self.wg as f64)]);
+            }
+            (_, Entry::Portable) => {
+                c.extend([("TPC", 1.0), ("WG", PORTABLE_WG as f64)]);
+            }
+            (None, _) => {
+                c.extend([("TPC", (self.wg / b) as f64), ("WG", self.wg as f64)]);
+            }
+        }
+        c
     }
 
-    /// Kernel source, constants and entry names (factor, expand, lu) of this variant.
-    fn tree_kernels(
-        &self,
-    ) -> (
-        &'static KernelSource,
-        Vec<(&'static str, f64)>,
-        [&'static str; 3],
-    ) {
-        match self.sg {
-            Some(s) => (
-                &SOURCE_SUBGROUP,
-                vec![
-                    ("B", self.b as f64),
-                    ("RB", self.rb as f64),
-                    ("LDS", (self.rb + 1) as f64),
-                    ("SMEM", Self::smem(self.b, self.rb) as f64),
-                    ("S", s as f64),
-                    ("WG", self.wg as f64),
-                ],
-                ["tsqr_factor_sg", "tsqr_expand_sg", "tsqr_lu_sg"],
-            ),
-            None => (
-                &SOURCE,
-                Self::portable(self.b, self.rb, self.wg),
-                ["tsqr_factor", "tsqr_expand", "tsqr_lu"],
-            ),
+    /// Kernel source and entry name for the factor or LU kernel of this variant.
+    fn kernel(&self, entry: Entry) -> (&'static KernelSource, &'static str) {
+        match (self.sg.is_some(), entry) {
+            (true, Entry::Factor) => (&SOURCE_SUBGROUP, "tsqr_factor_sg"),
+            (true, Entry::Lu) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
+            (false, Entry::Factor) => (&SOURCE, "tsqr_factor"),
+            (false, Entry::Lu) => (&SOURCE, "tsqr_lu"),
+            (_, Entry::Portable) => unreachable!("portable kernels are named at the call"),
         }
     }
 }
+
+/// Invocations of tsqr_apply and tsqr_rows (within WebGPU's default limit).
+const PORTABLE_WG: usize = 256;
 
 /// One level of the reduction tree.
 #[derive(Clone, Copy, Debug)]
@@ -167,7 +174,10 @@ struct Level {
     /// Where this level's input lives in scratch (levels above the first; the first is the
     /// panel itself).
     input: usize,
+    /// The level's blockwise Q (from tsqr_factor).
     q: usize,
+    /// The level's explicit Q (from tsqr_apply; the blockwise Q itself at the top).
+    qx: usize,
     tau: usize,
 }
 
@@ -191,31 +201,29 @@ impl Layout {
             let r = nblocks * b;
             shapes.push((r, r.div_ceil(v.rb)));
         }
+        let top = shapes.len() - 1;
         let mut cursor = 0;
+        let mut take = |n: usize| {
+            cursor += n;
+            cursor - n
+        };
         let mut levels = Vec::with_capacity(shapes.len());
         for (l, &(rows, nblocks)) in shapes.iter().enumerate() {
-            let input = if l == 0 { 0 } else { cursor };
-            if l > 0 {
-                cursor += rows * b;
-            }
+            let input = if l == 0 { 0 } else { take(rows * b) };
+            let q = take(rows * b);
+            let qx = if l == top { q } else { take(rows * b) };
+            let tau = take(nblocks * b);
             levels.push(Level {
                 rows,
                 nblocks,
                 input,
-                q: 0,
-                tau: 0,
+                q,
+                qx,
+                tau,
             });
         }
-        let rtop = cursor;
-        cursor += b * b;
-        for level in &mut levels {
-            level.q = cursor;
-            cursor += level.rows * b;
-            level.tau = cursor;
-            cursor += level.nblocks * b;
-        }
-        let uinv = cursor;
-        cursor += b * b;
+        let rtop = take(b * b);
+        let uinv = take(b * b);
         Self {
             levels,
             rtop,
@@ -251,7 +259,6 @@ pub(crate) fn record_panel(
     let layout = Layout::new(v, rows);
     debug_assert!(layout.total <= stride && rows >= v.b);
     let b = v.b;
-    let (source, consts, [factor, expand, lu]) = v.tree_kernels();
     let base = Params {
         batch: batch as u32,
         s_stride: stride as u32,
@@ -259,26 +266,19 @@ pub(crate) fn record_panel(
     };
     let levels = &layout.levels;
     let top = levels.len() - 1;
-    // The level's matrix: the panel in A for the first level, scratch above.
-    let level_x = |l: usize| -> (&wgpu::Buffer, u32, u32, u32) {
-        if l == 0 {
-            (
-                out.a.buffer,
-                out.a.offset as u32,
-                out.a.ld as u32,
-                out.a.stride as u32,
-            )
-        } else {
-            (
-                scratch,
-                levels[l].input as u32,
-                levels[l].rows as u32,
-                stride as u32,
-            )
-        }
-    };
+    let portable = v.constants(Entry::Portable);
+    let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    let elementwise = |elements: usize| elements.div_ceil(PORTABLE_WG).clamp(1, max_x.min(4096));
+
+    // Factor every level bottom-up: V in place, R to the level above (or rtop), the block Qs.
+    let (source, entry) = v.kernel(Entry::Factor);
+    let consts = v.constants(Entry::Factor);
     for (l, level) in levels.iter().enumerate() {
-        let (xbuf, x_off, x_ld, x_stride) = level_x(l);
+        let (xbuf, x_off, x_ld, x_stride) = if l == 0 {
+            (out.a.buffer, out.a.offset, out.a.ld, out.a.stride)
+        } else {
+            (scratch, level.input, level.rows, stride)
+        };
         let (r_off, r_ld) = if l == top {
             (layout.rtop, b)
         } else {
@@ -287,38 +287,9 @@ pub(crate) fn record_panel(
         let params = Params {
             rows: level.rows as u32,
             nblocks: level.nblocks as u32,
-            x_off,
-            x_ld,
-            x_stride,
-            r_off: r_off as u32,
-            r_ld: r_ld as u32,
-            tau_off: level.tau as u32,
-            ..base
-        };
-        rec.dispatch(
-            ctx,
-            source,
-            factor,
-            &consts,
-            &params,
-            &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
-            [level.nblocks as u32, batch as u32, 1],
-        );
-    }
-    for (l, level) in levels.iter().enumerate().rev() {
-        let (xbuf, x_off, x_ld, x_stride) = level_x(l);
-        let (r_off, r_ld) = if l == top {
-            (0, 0)
-        } else {
-            (levels[l + 1].q, levels[l + 1].rows)
-        };
-        let params = Params {
-            rows: level.rows as u32,
-            nblocks: level.nblocks as u32,
-            top: (l == top) as u32,
-            x_off,
-            x_ld,
-            x_stride,
+            x_off: x_off as u32,
+            x_ld: x_ld as u32,
+            x_stride: x_stride as u32,
             r_off: r_off as u32,
             r_ld: r_ld as u32,
             q_off: level.q as u32,
@@ -329,19 +300,43 @@ pub(crate) fn record_panel(
         rec.dispatch(
             ctx,
             source,
-            expand,
+            entry,
             &consts,
             &params,
             &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
             [level.nblocks as u32, batch as u32, 1],
         );
     }
+    // Explicit Q top-down: each level's block Qs times the level above's explicit Q.
+    for l in (0..top).rev() {
+        let level = &levels[l];
+        let params = Params {
+            rows: level.rows as u32,
+            nblocks: level.nblocks as u32,
+            q_off: level.q as u32,
+            q_ld: level.rows as u32,
+            r_off: levels[l + 1].qx as u32,
+            r_ld: levels[l + 1].rows as u32,
+            u_off: level.qx as u32,
+            ..base
+        };
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "tsqr_apply",
+            &portable,
+            &params,
+            &[(scratch, Access::ReadWrite), (scratch, Access::ReadWrite)],
+            [elementwise(level.rows * b) as u32, batch as u32, 1],
+        );
+    }
+    // Reconstruction.
     let params = Params {
         rows: rows as u32,
         nblocks: 1,
         r_off: layout.rtop as u32,
         r_ld: b as u32,
-        q_off: levels[0].q as u32,
+        q_off: levels[0].qx as u32,
         q_ld: rows as u32,
         tau_off: out.tau.offset as u32,
         tau_stride: out.tau.stride as u32,
@@ -365,29 +360,24 @@ pub(crate) fn record_panel(
         (out.t.buffer, Access::ReadWrite),
         (out.v.buffer, Access::ReadWrite),
     ];
+    let (source, entry) = v.kernel(Entry::Lu);
     rec.dispatch(
         ctx,
         source,
-        lu,
-        &consts,
+        entry,
+        &v.constants(Entry::Lu),
         &params,
         &buffers,
         [batch as u32, 1, 1],
     );
-    // tsqr_rows is portable in every variant; it needs only b×b floats of workgroup memory,
-    // so it gets the smallest blocks.
-    let wg = ctx.workgroup_1d() as usize;
-    let below = (rows - b) * b;
-    let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
-    let groups = below.div_ceil(wg).clamp(1, max_x.min(4096));
     rec.dispatch(
         ctx,
         &SOURCE,
         "tsqr_rows",
-        &Variant::portable(b, 2 * b, wg),
+        &portable,
         &params,
         &buffers,
-        [groups as u32, batch as u32, 1],
+        [elementwise((rows - b) * b) as u32, batch as u32, 1],
     );
 }
 
