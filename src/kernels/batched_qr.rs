@@ -246,7 +246,7 @@ impl Columns {
         }
         let nc = n.checked_add(if qcols > 0 { m } else { 0 })?;
         let mut lda = m.div_ceil(4) * 4;
-        if (lda / 4) % 2 == 0 {
+        if (lda / 4).is_multiple_of(2) {
             lda += 4;
         }
         let per = (lda.checked_mul(n)?).max(m * qcols).div_ceil(4) * 4;

@@ -6,6 +6,10 @@
 //!   factors it there (Householder, LAPACK `sgeqr2` conventions, overflow-safe norms), forms Q
 //!   there by backward accumulation (`sorg2r`) or solves R X = QᵀB there, and writes each result
 //!   once. Tiny matrices share a workgroup (about 64 lanes per workgroup, one lane per column).
+//!   QR of matrices up to 64 rows runs `wgsl/batched_qr_cols.wgsl` ([`SmallKernel::Columns`]):
+//!   one lane per column of [A | I] holding it in registers, each reflector computed once by its
+//!   column's lane and broadcast, Qᵀ accumulated on the way (one barrier per reflector). Larger
+//!   shapes, least squares and [`SmallKernel::Shared`] run the matrix-in-workgroup-memory kernel.
 //! - **blocked, batched**: the blocked QR of [`qr`](crate::linalg::qr) run on the whole batch at
 //!   once — every panel factorization, T build and trailing GEMM update is one dispatch for all
 //!   matrices — then R extracted, Q formed (`sorgqr`) or Qᵀ applied to B (`sormqr`) and a batched
@@ -115,6 +119,25 @@ pub fn batched_qr_path(ctx: &Context, rows: usize, cols: usize, mode: QrMode) ->
         Some(_) => BatchedPath::WorkgroupPerMatrix,
         None => BatchedPath::Blocked,
     }
+}
+
+/// The one-workgroup-per-matrix kernel a batched QR of `rows × cols` matrices in `mode` runs on
+/// this context with `options` ([`SmallKernel::Columns`] or [`SmallKernel::Shared`]), or `None`
+/// when it takes the blocked path.
+pub fn batched_qr_kernel(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    mode: QrMode,
+    options: &BatchedOptions,
+) -> Option<SmallKernel> {
+    if options.path == BatchedPath::Blocked {
+        return None;
+    }
+    small_qr(ctx, rows, cols, mode, options.kernel).map(|k| match k {
+        SmallQr::Columns(_) => SmallKernel::Columns,
+        SmallQr::Shared(_) => SmallKernel::Shared,
+    })
 }
 
 /// A one-workgroup-per-matrix QR kernel variant for one shape.
