@@ -4,6 +4,10 @@
 //! closure, so each sample is the whole submission run to completion. CPU: faer's QR (f32) of
 //! every matrix, Q formed, one matrix per rayon task over all cores.
 //!
+//! Two GPU rows per size: `gpu` (the default kernel choice: `qr_columns` where it fits) and
+//! `gpu_shared` (the original workgroup-memory kernel, `SmallKernel::Shared`), so one run times
+//! both. `METALCORE_BATCHED_KERNEL=new` or `=old` keeps only one of them.
+//!
 //! `cargo bench --bench batched`; `METALCORE_BENCH_QUICK=1` runs only the three smallest sizes
 //! with few samples (CI smoke run).
 
@@ -11,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use metalcore::{qr_batched_into, BatchedOptions, Context, GpuBatch, QrMode};
+use metalcore::{qr_batched_into, BatchedOptions, Context, GpuBatch, QrMode, SmallKernel};
 use rayon::prelude::*;
 
 /// (batch, m, n), smallest first.
@@ -25,6 +29,20 @@ const SIZES: [(usize, usize, usize); 8] = [
     (1000, 64, 64),
     (10000, 256, 32),
 ];
+
+/// The GPU rows: (`gpu`, default kernel) and (`gpu_shared`, the original one), or one of them
+/// after `METALCORE_BATCHED_KERNEL=new|old`.
+fn kernels() -> Vec<(&'static str, SmallKernel)> {
+    let all = [
+        ("gpu", SmallKernel::Auto),
+        ("gpu_shared", SmallKernel::Shared),
+    ];
+    match std::env::var("METALCORE_BATCHED_KERNEL").as_deref() {
+        Ok("new") => all[..1].to_vec(),
+        Ok("old") => all[1..].to_vec(),
+        _ => all.to_vec(),
+    }
+}
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -52,14 +70,26 @@ fn bench(c: &mut Criterion, ctx: &Context, quick: bool) {
             Ok(a) => {
                 let mut q = GpuBatch::zeros(ctx, batch, m, k).expect("Q buffer");
                 let mut r = GpuBatch::zeros(ctx, batch, k, n).expect("R buffer");
-                let options = BatchedOptions::default();
-                group.bench_function(BenchmarkId::new("gpu", &id), |bench| {
-                    bench.iter(|| {
-                        qr_batched_into(ctx, &a, QrMode::Reduced, Some(&mut q), &mut r, &options)
+                for (name, kernel) in kernels() {
+                    let options = BatchedOptions {
+                        kernel,
+                        ..Default::default()
+                    };
+                    group.bench_function(BenchmarkId::new(name, &id), |bench| {
+                        bench.iter(|| {
+                            qr_batched_into(
+                                ctx,
+                                &a,
+                                QrMode::Reduced,
+                                Some(&mut q),
+                                &mut r,
+                                &options,
+                            )
                             .expect("qr_batched");
-                        ctx.synchronize().expect("synchronize");
-                    })
-                });
+                            ctx.synchronize().expect("synchronize");
+                        })
+                    });
+                }
             }
             Err(e) => eprintln!("gpu {id}: skipped ({e})"),
         }

@@ -223,7 +223,7 @@ fn cases(o: &Options) -> Vec<Case> {
         v.extend([geqrf_case(64, 64), geqrf_case(96, 40)]);
         v.extend([matmul_case(64), gemm_case(64)]);
         v.extend([trsm_case(64, 1), trsm_case(64, 64)]);
-        v.push(qr_batched_case(100, 8, 8));
+        v.extend(batched_kernels().map(|k| qr_batched_case(100, 8, 8, k)));
         v.push(lstsq_case(128, 16, 1));
         v.push(lstsq_batched_case(100, 16, 4, 1));
         return v;
@@ -251,7 +251,7 @@ fn cases(o: &Options) -> Vec<Case> {
         (1000, 64, 64),
         (10000, 256, 32),
     ] {
-        v.push(qr_batched_case(b, m, n));
+        v.extend(batched_kernels().map(|k| qr_batched_case(b, m, n, k)));
     }
     v.push(lstsq_case(4096, 256, 1));
     v.push(lstsq_batched_case(10000, 32, 8, 1));
@@ -601,9 +601,30 @@ fn trsm_backward_error(l: &[f32], b: &[f32], x: &[f32], n: usize, k: usize) -> f
     (&lx - &fb).norm_l2() / (fl.norm_l2() * fx.norm_l2() + fb.norm_l2())
 }
 
-fn qr_batched_case(batch: usize, m: usize, n: usize) -> Case {
+/// The batched QR kernels to time: the default choice (`qr_columns` where it fits) and the
+/// original workgroup-memory kernel (`SmallKernel::Shared`, rows `qr-batched-shared`), or one of
+/// them after `METALCORE_BATCHED_KERNEL=new|old`.
+fn batched_kernels() -> impl Iterator<Item = metalcore::SmallKernel> {
+    use metalcore::SmallKernel;
+    let all = [SmallKernel::Auto, SmallKernel::Shared];
+    let keep = std::env::var("METALCORE_BATCHED_KERNEL").unwrap_or_default();
+    all.into_iter().filter(move |k| match keep.as_str() {
+        "new" => *k != SmallKernel::Shared,
+        "old" => *k == SmallKernel::Shared,
+        _ => true,
+    })
+}
+
+fn qr_batched_case(batch: usize, m: usize, n: usize, kernel: metalcore::SmallKernel) -> Case {
+    let options = metalcore::BatchedOptions {
+        kernel,
+        ..Default::default()
+    };
     Case {
-        op: "qr-batched reduced (Q, R)",
+        op: match kernel {
+            metalcore::SmallKernel::Shared => "qr-batched-shared reduced (Q, R)",
+            _ => "qr-batched reduced (Q, R)",
+        },
         shape: format!("{batch}×{m}×{n}"),
         flops: batch as f64 * 2.0 * qr_flops(m, n),
         prepare: Box::new(move |ctx| {
@@ -614,7 +635,7 @@ fn qr_batched_case(batch: usize, m: usize, n: usize) -> Case {
             let a2 = a.clone();
             Ok(Prepared {
                 gpu: Some(Box::new(move |ctx| {
-                    metalcore::qr_batched(ctx, &g, QrMode::Reduced).map(drop)
+                    metalcore::qr_batched_with(ctx, &g, QrMode::Reduced, &options).map(drop)
                 })),
                 cpu: Box::new(move || {
                     for_each_matrix(&a, m, n, &|_, mat| {
@@ -623,7 +644,7 @@ fn qr_batched_case(batch: usize, m: usize, n: usize) -> Case {
                     });
                 }),
                 check: Some(Box::new(move |ctx| {
-                    let res = metalcore::qr_batched(ctx, &ga, QrMode::Reduced)?;
+                    let res = metalcore::qr_batched_with(ctx, &ga, QrMode::Reduced, &options)?;
                     let q = res.q.as_ref().map(|q| q.to_col_major(ctx)).transpose()?;
                     let q = q.unwrap_or_default();
                     let r = res.r.to_col_major(ctx)?;

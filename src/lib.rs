@@ -37,9 +37,9 @@ pub mod npy;
 pub use context::{Context, ContextOptions, LimitsPolicy, Stats};
 pub use error::{Error, Result, Shape};
 pub use linalg::batched::{
-    batched_qr_path, lstsq_batched, lstsq_batched_checked, lstsq_batched_with, qr_batched,
-    qr_batched_into, qr_batched_with, solve_batched, solve_batched_checked, solve_batched_with,
-    BatchedOptions, BatchedPath, QrBatched,
+    batched_qr_kernel, batched_qr_path, lstsq_batched, lstsq_batched_checked, lstsq_batched_with,
+    qr_batched, qr_batched_into, qr_batched_with, solve_batched, solve_batched_checked,
+    solve_batched_with, BatchedOptions, BatchedPath, QrBatched, SmallKernel,
 };
 pub use linalg::blas::{column_norms, gemm, matmul};
 pub use linalg::householder::{geqr2, larfb, larft};

@@ -15,6 +15,11 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     source: include_str!("../../wgsl/batched_qr.wgsl"),
 };
 
+pub(crate) const SOURCE_COLUMNS: KernelSource = KernelSource {
+    name: "batched_qr_cols",
+    source: include_str!("../../wgsl/batched_qr_cols.wgsl"),
+};
+
 /// Invocations a workgroup of tiny matrices aims for (several matrices share one workgroup until
 /// about this many lanes are busy).
 const TARGET_INVOCATIONS: usize = 64;
@@ -198,6 +203,141 @@ impl Small {
                 (info.0, Access::ReadWrite),
             ],
             self.groups(ctx, batch),
+        );
+    }
+}
+
+/// Rows a column-per-lane variant ([`Columns`]) holds in registers at most (four mat4x4).
+const COLUMNS_MAX_ROWS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnsParams {
+    batch: u32,
+    a_offset: u32,
+    q_offset: u32,
+    r_offset: u32,
+}
+
+/// A variant of `qr_columns` (`wgsl/batched_qr_cols.wgsl`) for one QR shape: one lane per column
+/// of [A | I] holding it in registers, each reflector computed once and broadcast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Columns {
+    m: usize,
+    n: usize,
+    qcols: usize,
+    r_rows: usize,
+    /// Lanes per matrix: n, plus m when Q is formed.
+    nc: usize,
+    /// Staging leading dimension (≥ m, ≡ 4 mod 8).
+    lda: usize,
+    /// Staging floats per matrix.
+    per: usize,
+    /// Matrices per workgroup.
+    mpw: usize,
+}
+
+impl Columns {
+    /// The variant for an m×n QR forming `qcols` columns of Q (0: none) and writing `r_rows`
+    /// rows of R, or `None` when m > 64 or it does not fit the adapter's workgroup limits.
+    pub fn new(ctx: &Context, m: usize, n: usize, qcols: usize, r_rows: usize) -> Option<Self> {
+        if m == 0 || n == 0 || m > COLUMNS_MAX_ROWS {
+            return None;
+        }
+        let nc = n.checked_add(if qcols > 0 { m } else { 0 })?;
+        let mut lda = m.div_ceil(4) * 4;
+        if (lda / 4).is_multiple_of(2) {
+            lda += 4;
+        }
+        let per = (lda.checked_mul(n)?).max(m * qcols).div_ceil(4) * 4;
+        let qm = m.div_ceil(16);
+        let bytes = |mpw: usize| -> Option<u32> {
+            let floats = mpw.checked_mul(per + 2 * 16 * qm + 2)?;
+            u32::try_from(floats.checked_mul(4)?).ok()
+        };
+        let fits = |mpw: usize| {
+            bytes(mpw).is_some_and(|b| {
+                u32::try_from(mpw * nc).is_ok_and(|inv| ctx.fits_workgroup(b, inv))
+            })
+        };
+        if !fits(1) {
+            return None;
+        }
+        let mut mpw = (TARGET_INVOCATIONS / nc).max(1);
+        while mpw > 1 && !fits(mpw) {
+            mpw -= 1;
+        }
+        Some(Self {
+            m,
+            n,
+            qcols,
+            r_rows,
+            nc,
+            lda,
+            per,
+            mpw,
+        })
+    }
+
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        let qm = self.m.div_ceil(16);
+        [
+            ("M", self.m),
+            ("N", self.n),
+            ("K", self.m.min(self.n)),
+            ("QCOLS", self.qcols),
+            ("R_ROWS", self.r_rows),
+            ("NC", self.nc),
+            ("QM", qm),
+            ("LDA", self.lda),
+            ("PER", self.per),
+            ("MPW", self.mpw),
+            ("WG", self.mpw * self.nc),
+            ("ST4", self.mpw * self.per / 4),
+            ("VBN", 2 * self.mpw * 4 * qm),
+            ("TBN", 2 * self.mpw),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v as f64))
+        .collect()
+    }
+
+    /// QR of `batch` matrices starting at element `a_offset` of `a`: R (r_rows×n each) to `r`
+    /// from element `r_offset`, Q (m×qcols each) to `q` from `q_offset` when qcols > 0. The
+    /// same contract as [`Small::record_qr`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_qr(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        a: &wgpu::Buffer,
+        a_offset: usize,
+        q: Option<(&wgpu::Buffer, usize)>,
+        r: &wgpu::Buffer,
+        r_offset: usize,
+        batch: usize,
+    ) {
+        debug_assert_eq!(q.is_some(), self.qcols > 0);
+        let params = ColumnsParams {
+            batch: batch as u32,
+            a_offset: a_offset as u32,
+            q_offset: q.map_or(0, |q| q.1 as u32),
+            r_offset: r_offset as u32,
+        };
+        // Mode R binds R in Q's place (written by nobody there).
+        let q_buffer = q.map_or(r, |q| q.0);
+        rec.dispatch(
+            ctx,
+            &SOURCE_COLUMNS,
+            "qr_columns",
+            &self.constants(),
+            &params,
+            &[
+                (a, Access::Read),
+                (q_buffer, Access::ReadWrite),
+                (r, Access::ReadWrite),
+            ],
+            grid(ctx, batch.div_ceil(self.mpw) as u32),
         );
     }
 }

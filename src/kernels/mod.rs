@@ -18,6 +18,7 @@ use crate::context::KernelSource;
 /// against this list).
 pub(crate) const ALL: &[&KernelSource] = &[
     &batched_qr::SOURCE,
+    &batched_qr::SOURCE_COLUMNS,
     &copy::SOURCE,
     &gemm::SOURCE,
     &householder::SOURCE,

@@ -6,6 +6,10 @@
 //!   factors it there (Householder, LAPACK `sgeqr2` conventions, overflow-safe norms), forms Q
 //!   there by backward accumulation (`sorg2r`) or solves R X = QᵀB there, and writes each result
 //!   once. Tiny matrices share a workgroup (about 64 lanes per workgroup, one lane per column).
+//!   QR of matrices up to 64 rows runs `wgsl/batched_qr_cols.wgsl` ([`SmallKernel::Columns`]):
+//!   one lane per column of [A | I] holding it in registers, each reflector computed once by its
+//!   column's lane and broadcast, Qᵀ accumulated on the way (one barrier per reflector). Larger
+//!   shapes, least squares and [`SmallKernel::Shared`] run the matrix-in-workgroup-memory kernel.
 //! - **blocked, batched**: the blocked QR of [`qr`](crate::linalg::qr) run on the whole batch at
 //!   once — every panel factorization, T build and trailing GEMM update is one dispatch for all
 //!   matrices — then R extracted, Q formed (`sorgqr`) or Qᵀ applied to B (`sormqr`) and a batched
@@ -29,7 +33,7 @@
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
-use crate::kernels::batched_qr::{self, Small};
+use crate::kernels::batched_qr::{self, Columns, Small};
 use crate::kernels::householder::{self as hh, Mats};
 use crate::linalg::non_empty;
 use crate::linalg::qr::{record_apply_q, record_geqrf, record_orgqr, Plan, QrMode, Workspace};
@@ -47,6 +51,23 @@ pub enum BatchedPath {
     WorkgroupPerMatrix,
     /// The blocked factorization of [`qr`](crate::linalg::qr::qr), batched.
     Blocked,
+}
+
+/// Which one-workgroup-per-matrix kernel [`qr_batched`] runs (least squares and solves always
+/// use [`SmallKernel::Shared`]'s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SmallKernel {
+    /// [`SmallKernel::Columns`] where the shape fits it, else [`SmallKernel::Shared`].
+    #[default]
+    Auto,
+    /// `qr_columns`: one lane per column of A and of Qᵀ, each column in registers, every
+    /// reflector computed once and broadcast (m ≤ 64). Falls back to `Shared` (then to the
+    /// blocked path, as [`BatchedPath`] says) for shapes it does not take.
+    Columns,
+    /// `qr_small`: the matrix in workgroup memory, one lane per column of A, every lane
+    /// recomputing each reflector's norm, Q formed afterwards (the original kernel, kept for
+    /// comparison).
+    Shared,
 }
 
 /// Tuning for the batched operations; `Default` is what the plain functions use.
@@ -67,6 +88,8 @@ pub struct BatchedOptions {
     /// element (|R_ii| <= max(m, n)·ε·max|R_jj|: rank-deficient or singular), and that column.
     /// Off: such a matrix's X holds huge values, Inf or NaN and nothing is read back.
     pub check_singular: bool,
+    /// Which one-workgroup-per-matrix QR kernel to prefer (timing comparisons).
+    pub kernel: SmallKernel,
 }
 
 /// The result of [`qr_batched`]: Q (absent in [`QrMode::R`]) and R, each a batch.
@@ -92,23 +115,66 @@ fn qr_shapes(m: usize, n: usize, mode: QrMode) -> (usize, usize) {
 /// The path [`BatchedPath::Auto`] takes for a batched QR of `rows × cols` matrices in `mode` on
 /// this context: [`BatchedPath::WorkgroupPerMatrix`] or [`BatchedPath::Blocked`].
 pub fn batched_qr_path(ctx: &Context, rows: usize, cols: usize, mode: QrMode) -> BatchedPath {
-    let (r_rows, qcols) = qr_shapes(rows, cols, mode);
-    match Small::new(ctx, rows, cols, 0, qcols, r_rows) {
+    match small_qr(ctx, rows, cols, mode, SmallKernel::Auto) {
         Some(_) => BatchedPath::WorkgroupPerMatrix,
         None => BatchedPath::Blocked,
     }
 }
 
+/// The one-workgroup-per-matrix kernel a batched QR of `rows × cols` matrices in `mode` runs on
+/// this context with `options` ([`SmallKernel::Columns`] or [`SmallKernel::Shared`]), or `None`
+/// when it takes the blocked path.
+pub fn batched_qr_kernel(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    mode: QrMode,
+    options: &BatchedOptions,
+) -> Option<SmallKernel> {
+    if options.path == BatchedPath::Blocked {
+        return None;
+    }
+    small_qr(ctx, rows, cols, mode, options.kernel).map(|k| match k {
+        SmallQr::Columns(_) => SmallKernel::Columns,
+        SmallQr::Shared(_) => SmallKernel::Shared,
+    })
+}
+
+/// A one-workgroup-per-matrix QR kernel variant for one shape.
+#[derive(Clone, Copy, Debug)]
+enum SmallQr {
+    Columns(Columns),
+    Shared(Small),
+}
+
+/// The one-workgroup-per-matrix QR variant `kernel` asks for (or the other when it does not fit),
+/// `None` when neither fits the adapter.
+fn small_qr(
+    ctx: &Context,
+    m: usize,
+    n: usize,
+    mode: QrMode,
+    kernel: SmallKernel,
+) -> Option<SmallQr> {
+    let (r_rows, qcols) = qr_shapes(m, n, mode);
+    let columns = || Columns::new(ctx, m, n, qcols, r_rows).map(SmallQr::Columns);
+    let shared = || Small::new(ctx, m, n, 0, qcols, r_rows).map(SmallQr::Shared);
+    match kernel {
+        SmallKernel::Auto | SmallKernel::Columns => columns().or_else(shared),
+        SmallKernel::Shared => shared().or_else(columns),
+    }
+}
+
 /// The kernel variant to run, after `options.path`; `Err` when one workgroup per matrix is asked
 /// for a shape that does not fit.
-fn choose(
+fn choose<T>(
     ctx: &Context,
     op: &'static str,
     options: &BatchedOptions,
     shape: Shape,
-    small: Option<Small>,
+    small: Option<T>,
     per_matrix_floats: usize,
-) -> Result<Option<Small>> {
+) -> Result<Option<T>> {
     match options.path {
         BatchedPath::Auto => Ok(small),
         BatchedPath::Blocked => Ok(None),
@@ -333,23 +399,24 @@ fn record_qr_chunked(
     let (batch, m, n) = (a.batch(), a.rows(), a.cols());
     let shape = a.shape_struct();
     let (r_rows, qcols) = qr_shapes(m, n, mode);
-    let small = Small::new(ctx, m, n, 0, qcols, r_rows);
+    let small = small_qr(ctx, m, n, mode, options.kernel);
     let wg_floats = (m | 1) * n.max(qcols) + 3 * m.min(n);
     match choose(ctx, op, options, shape, small, wg_floats)? {
         Some(small) => {
             let per = (m * n).max(m * qcols).max(r_rows * n);
             let chunk = chunk_len(ctx, op, options, shape, per)?;
             for (b0, len) in chunks(batch, chunk) {
-                small.record_qr(
-                    rec,
-                    ctx,
-                    &a.buffer,
-                    b0 * m * n,
-                    q.as_ref().map(|q| (&q.buffer, b0 * m * qcols)),
-                    &r.buffer,
-                    b0 * r_rows * n,
-                    len,
-                );
+                let a_offset = b0 * m * n;
+                let q = q.as_ref().map(|q| (&q.buffer, b0 * m * qcols));
+                let r_offset = b0 * r_rows * n;
+                match small {
+                    SmallQr::Columns(k) => {
+                        k.record_qr(rec, ctx, &a.buffer, a_offset, q, &r.buffer, r_offset, len)
+                    }
+                    SmallQr::Shared(k) => {
+                        k.record_qr(rec, ctx, &a.buffer, a_offset, q, &r.buffer, r_offset, len)
+                    }
+                }
             }
         }
         None => {

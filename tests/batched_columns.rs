@@ -1,0 +1,399 @@
+//! The column-per-lane batched QR kernel (`qr_columns`, [`SmallKernel::Columns`]) against the f64
+//! reference, next to the original workgroup-memory kernel ([`SmallKernel::Shared`]) on the same
+//! inputs: square sizes around the register boundaries (1, 7, 8, 16, 31, 32, 33, 64), tall and
+//! wide shapes, all modes; zero columns, NaN / Inf members isolated bit for bit, columns scaled
+//! from 1e-30 to 1e30 inside one matrix, nearly dependent columns (the tiny-residual path), and
+//! LAPACK's sign conventions. The kernel has no subgroup variant (it needs no cross-lane
+//! reduction), so one portable path is tested on every backend.
+//!
+//! Tolerances are those of tests/batched.rs (see its module docs), fixed before running:
+//! ‖QR − A‖_F/‖A‖_F and max|QᵀQ − I| ≤ 4·max(m, n)·ε, and per column ‖(QR − A)_j‖/‖A_j‖ within
+//! the same bound where columns have very different scales (Householder QR is columnwise
+//! backward stable, Higham Thm 19.4).
+
+mod common;
+use common::*;
+use metalcore::{
+    batched_qr_kernel, qr_batched_into, BatchedOptions, BatchedPath, Context, ContextOptions,
+    GpuBatch, LimitsPolicy, QrMode, SmallKernel,
+};
+
+const QR_C: f64 = 4.0;
+
+const KERNELS: [SmallKernel; 2] = [SmallKernel::Columns, SmallKernel::Shared];
+const MODES: [QrMode; 3] = [QrMode::Reduced, QrMode::Complete, QrMode::R];
+
+fn opts(kernel: SmallKernel) -> BatchedOptions {
+    BatchedOptions {
+        path: BatchedPath::WorkgroupPerMatrix,
+        kernel,
+        ..Default::default()
+    }
+}
+
+fn shapes(m: usize, n: usize, mode: QrMode) -> (usize, usize) {
+    let k = m.min(n);
+    match mode {
+        QrMode::Reduced => (k, k),
+        QrMode::Complete => (m, m),
+        QrMode::R => (k, 0),
+    }
+}
+
+fn gaussian(batch: usize, m: usize, n: usize, seed: u64) -> Vec<Mat> {
+    let mut rng = Rng::new(seed);
+    (0..batch)
+        .map(|_| Mat::from_f32(m, n, &rng.normal_vec(m * n)))
+        .collect()
+}
+
+/// Runs `qr_batched_into` on NaN-poisoned outputs: (Q, R) read back.
+fn run(
+    ctx: &Context,
+    members: &[Mat],
+    mode: QrMode,
+    kernel: SmallKernel,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (m, n) = (members[0].rows, members[0].cols);
+    let batch = members.len();
+    let (r_rows, qcols) = shapes(m, n, mode);
+    let data: Vec<f32> = members
+        .iter()
+        .flat_map(|a| a.data.iter().map(|&x| x as f32))
+        .collect();
+    let a = GpuBatch::from_col_major(ctx, batch, m, n, &data).unwrap();
+    let nan = |rows, cols| {
+        GpuBatch::from_col_major(ctx, batch, rows, cols, &vec![f32::NAN; batch * rows * cols])
+            .unwrap()
+    };
+    let mut r = nan(r_rows, n);
+    let mut q = (qcols > 0).then(|| nan(m, qcols));
+    qr_batched_into(ctx, &a, mode, q.as_mut(), &mut r, &opts(kernel)).unwrap();
+    (
+        q.map(|q| q.to_col_major(ctx).unwrap()),
+        r.to_col_major(ctx).unwrap(),
+    )
+}
+
+fn member(data: &[f32], b: usize, rows: usize, cols: usize) -> Mat {
+    Mat::from_f32(rows, cols, &data[b * rows * cols..(b + 1) * rows * cols])
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// R exactly zero below the diagonal and finite; with Q: Q orthogonal and QR = A column by
+/// column (relative to each column's norm), within QR_C·max(m, n)·ε.
+fn check(what: &str, a: &Mat, q: Option<&Mat>, r: &Mat) {
+    let (m, n) = (a.rows, a.cols);
+    for j in 0..n {
+        for i in j + 1..r.rows {
+            assert_eq!(r[(i, j)], 0.0, "{what}: R[{i},{j}] below the diagonal");
+        }
+    }
+    assert!(
+        r.data.iter().all(|x| x.is_finite()),
+        "{what}: R has a non-finite entry"
+    );
+    let tol = QR_C * m.max(n) as f64 * EPS;
+    let Some(q) = q else { return };
+    let orth = q.t().matmul(q).sub(&Mat::identity(q.cols)).max_abs();
+    assert!(orth <= tol, "{what}: max|QᵀQ−I| = {orth:e} > {tol:e}");
+    // Q·R restricted to Q's columns (complete Q's extra columns meet R's zero rows).
+    let qr = q
+        .cols_range(0, r.rows.min(q.cols))
+        .matmul(&r.rows_range(0, r.rows.min(q.cols)));
+    let d = qr.sub(a);
+    for j in 0..n {
+        let col = |x: &Mat| (0..m).map(|i| x[(i, j)].powi(2)).sum::<f64>().sqrt();
+        let (err, norm) = (col(&d), col(a));
+        if norm == 0.0 {
+            assert_eq!(
+                err, 0.0,
+                "{what}: zero column {j} reconstructed as non-zero"
+            );
+        } else {
+            assert!(
+                err <= tol * norm,
+                "{what}: column {j}: ‖(QR−A)_j‖/‖A_j‖ = {:e} > {tol:e}",
+                err / norm
+            );
+        }
+    }
+}
+
+fn check_batch(what: &str, members: &[Mat], mode: QrMode, q: Option<&[f32]>, r: &[f32]) {
+    let (m, n) = (members[0].rows, members[0].cols);
+    let (r_rows, qcols) = shapes(m, n, mode);
+    for (b, a) in members.iter().enumerate() {
+        let rb = member(r, b, r_rows, n);
+        let qb = q.map(|q| member(q, b, m, qcols));
+        check(&format!("{what} member {b}"), a, qb.as_ref(), &rb);
+    }
+}
+
+#[test]
+fn columns_kernel_is_chosen_where_it_fits() {
+    let ctx = ctx();
+    let auto = BatchedOptions::default();
+    for &(m, n) in &[(8, 8), (16, 16), (32, 32), (64, 64), (64, 8), (8, 40)] {
+        assert_eq!(
+            batched_qr_kernel(ctx, m, n, QrMode::Reduced, &auto),
+            Some(SmallKernel::Columns),
+            "{m}×{n}"
+        );
+    }
+    // More than 64 rows: the workgroup-memory kernel.
+    assert_eq!(
+        batched_qr_kernel(ctx, 100, 5, QrMode::Reduced, &auto),
+        Some(SmallKernel::Shared)
+    );
+    assert_eq!(
+        batched_qr_kernel(ctx, 32, 32, QrMode::Reduced, &opts(SmallKernel::Shared)),
+        Some(SmallKernel::Shared)
+    );
+    let blocked = BatchedOptions {
+        path: BatchedPath::Blocked,
+        ..Default::default()
+    };
+    assert_eq!(batched_qr_kernel(ctx, 32, 32, QrMode::R, &blocked), None);
+
+    // WebGPU's default limits: 32×32 and 48×48 with Q fit (staging ≤ 10 KiB, ≤ 96 lanes);
+    // 64×64's staging (68·64 floats) does not, nor does the shared kernel's, so it is blocked.
+    let small = Context::with_options(ContextOptions {
+        limits: LimitsPolicy::WebGpuDefaults,
+        ..Default::default()
+    })
+    .unwrap();
+    for (m, want) in [
+        (32, Some(SmallKernel::Columns)),
+        (48, Some(SmallKernel::Columns)),
+        (64, None),
+    ] {
+        assert_eq!(
+            batched_qr_kernel(&small, m, m, QrMode::Reduced, &auto),
+            want,
+            "WebGPU defaults {m}×{m}"
+        );
+    }
+    let members = gaussian(5, 48, 48, 1);
+    let (q, r) = run(&small, &members, QrMode::Reduced, SmallKernel::Columns);
+    check_batch(
+        "WebGPU defaults 48×48",
+        &members,
+        QrMode::Reduced,
+        q.as_deref(),
+        &r,
+    );
+}
+
+#[test]
+fn sizes_shapes_and_modes_against_the_f64_reference() {
+    let ctx = ctx();
+    let mut cases: Vec<(usize, usize)> = [1, 7, 8, 16, 31, 32, 33, 64].map(|s| (s, s)).to_vec();
+    // Tall, wide, and m < n across the register boundaries.
+    cases.extend([
+        (17, 3),
+        (40, 24),
+        (64, 8),
+        (33, 32),
+        (3, 17),
+        (8, 20),
+        (16, 40),
+        (31, 64),
+    ]);
+    for (s, &(m, n)) in cases.iter().enumerate() {
+        let members = gaussian(5, m, n, 10 + s as u64);
+        for kernel in KERNELS {
+            for mode in MODES {
+                let what = format!("{m}×{n} {mode:?} {kernel:?}");
+                let (q, r) = run(ctx, &members, mode, kernel);
+                check_batch(&what, &members, mode, q.as_deref(), &r);
+                if mode == QrMode::R {
+                    let (_, r2) = run(ctx, &members, QrMode::Reduced, kernel);
+                    assert_eq!(bits(&r), bits(&r2), "{what}: R differs from mode Reduced's");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lapack_sign_conventions_and_tau_zero() {
+    // Diagonally dominant, both signs on the diagonal; member 0's first column is zero below the
+    // diagonal (tau = 0: R keeps alpha exactly, its sign included), member 1's third column is
+    // zero (reflections keep it zero: R's column 2 is exactly zero).
+    let ctx = ctx();
+    for &n in &[9, 32, 33] {
+        let mut rng = Rng::new(300 + n as u64);
+        let mut members: Vec<Mat> = (0..4)
+            .map(|b| {
+                let mut a = Mat::zeros(n, n);
+                for j in 0..n {
+                    for i in 0..n {
+                        a[(i, j)] = (0.1 * rng.normal()) as f32 as f64;
+                    }
+                    a[(j, j)] = if (j + b) % 3 == 0 { -4.0 } else { 4.0 };
+                }
+                a
+            })
+            .collect();
+        for i in 1..n {
+            members[0][(i, 0)] = 0.0;
+        }
+        for i in 0..n {
+            members[1][(i, 2)] = 0.0;
+        }
+        let (_, r) = run(ctx, &members, QrMode::R, SmallKernel::Columns);
+        for (b, a) in members.iter().enumerate() {
+            let (rv_ref, _) = geqr2_f64(a);
+            let want = upper(&rv_ref, n);
+            let got = member(&r, b, n, n);
+            let tol = 8.0 * n as f64 * EPS * a.max_abs() * (n as f64).sqrt();
+            for j in 0..n {
+                for i in 0..=j {
+                    assert!(
+                        (got[(i, j)] - want[(i, j)]).abs() <= tol,
+                        "{n}×{n} member {b}: R[{i},{j}] = {} vs LAPACK convention {}",
+                        got[(i, j)],
+                        want[(i, j)]
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            member(&r, 0, n, n)[(0, 0)],
+            members[0][(0, 0)],
+            "tau = 0 keeps alpha"
+        );
+        let r1 = member(&r, 1, n, n);
+        assert!(
+            (0..n).all(|i| r1[(i, 2)] == 0.0),
+            "{n}×{n}: zero column's R"
+        );
+    }
+}
+
+#[test]
+fn column_scales_from_1e_minus_30_to_1e30_and_whole_matrix_extremes() {
+    let ctx = ctx();
+    for &(m, n) in &[(16, 16), (32, 32), (33, 20), (64, 64), (8, 24)] {
+        let mut rng = Rng::new(700 + (m * n) as u64);
+        let mut members = gaussian(6, m, n, 800 + m as u64);
+        // Members 0-2: every column its own scale in [1e-30, 1e30].
+        for a in members.iter_mut().take(3) {
+            for j in 0..n {
+                let s = 10f64.powf(-30.0 + 60.0 * rng.uniform());
+                for i in 0..m {
+                    a[(i, j)] = (a[(i, j)] * s) as f32 as f64;
+                }
+            }
+        }
+        // Members 3-5: whole matrices near the ends of the f32 range.
+        for (a, s) in members.iter_mut().skip(3).zip([1e-35, 1e35, 1e37]) {
+            for x in a.data.iter_mut() {
+                *x = (*x * s) as f32 as f64;
+            }
+        }
+        for kernel in KERNELS {
+            let what = format!("{m}×{n} {kernel:?}");
+            let (q, r) = run(ctx, &members, QrMode::Reduced, kernel);
+            check_batch(&what, &members, QrMode::Reduced, q.as_deref(), &r);
+        }
+    }
+}
+
+#[test]
+fn tiny_residual_columns_take_the_rescaled_path() {
+    // Column 0 zero below the diagonal (H_0 = I); column 1 has 1 in row 0 and rows 1.. of
+    // magnitude 10^-e with mixed exponents e in [15, 35] (some squares flush to zero in f32), so
+    // the norm² of reflector 1's x is far below 2^-60 after the column's prescaling and is
+    // computed rescaled. Member 5: those rows exactly zero (tau = 0). Also columns that are
+    // equal in f32 (exactly dependent).
+    let ctx = ctx();
+    for &(m, n) in &[(16, 4), (32, 32), (64, 16)] {
+        let mut rng = Rng::new(900 + m as u64);
+        let mut members = gaussian(7, m, n, 950 + m as u64);
+        for (b, a) in members.iter_mut().enumerate() {
+            for i in 1..m {
+                a[(i, 0)] = 0.0;
+            }
+            a[(0, 1)] = 1.0;
+            for i in 1..m {
+                let e = 15.0 + 20.0 * rng.uniform() + b as f64;
+                a[(i, 1)] = if b == 5 {
+                    0.0
+                } else {
+                    (rng.normal() * 10f64.powf(-e)) as f32 as f64
+                };
+            }
+            if b == 6 && n > 3 {
+                for i in 0..m {
+                    a[(i, 3)] = a[(i, 2)];
+                }
+            }
+        }
+        for kernel in KERNELS {
+            for mode in [QrMode::Reduced, QrMode::Complete] {
+                let what = format!("{m}×{n} {mode:?} {kernel:?}");
+                let (q, r) = run(ctx, &members, mode, kernel);
+                check_batch(&what, &members, mode, q.as_deref(), &r);
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_inf_and_zero_members_are_isolated_bit_for_bit() {
+    let ctx = ctx();
+    for &(m, n) in &[(16, 16), (32, 32), (20, 9), (7, 12), (64, 64)] {
+        let mut members = gaussian(9, m, n, 1000 + m as u64);
+        members[2][(m / 2, n / 2)] = f64::NAN;
+        members[4] = Mat::zeros(m, n);
+        members[6][(0, 0)] = f64::INFINITY;
+        members[7][(m - 1, n - 1)] = f64::NEG_INFINITY;
+        for c in 0..n.min(3) {
+            for i in 0..m {
+                members[8][(i, c)] = 0.0; // leading zero columns
+            }
+        }
+        let special = [2, 4, 6, 7];
+        let k = m.min(n);
+        let (q, r) = run(ctx, &members, QrMode::Reduced, SmallKernel::Columns);
+        let (q, r) = (q.unwrap(), r);
+        for (b, a) in members.iter().enumerate() {
+            if special.contains(&b) {
+                continue;
+            }
+            let (q1, r1) = run(
+                ctx,
+                std::slice::from_ref(a),
+                QrMode::Reduced,
+                SmallKernel::Columns,
+            );
+            assert_eq!(
+                bits(&r[b * k * n..(b + 1) * k * n]),
+                bits(&r1),
+                "{m}×{n}: member {b}'s R differs from its solo run"
+            );
+            assert_eq!(
+                bits(&q[b * m * k..(b + 1) * m * k]),
+                bits(&q1.unwrap()),
+                "{m}×{n}: member {b}'s Q differs from its solo run"
+            );
+            let what = format!("{m}×{n} member {b}");
+            check(&what, a, Some(&member(&q, b, m, k)), &member(&r, b, k, n));
+        }
+        let rz = member(&r, 4, k, n);
+        assert!(
+            rz.data.iter().all(|&x| x == 0.0),
+            "{m}×{n}: R of the zero member"
+        );
+        check("zero member", &members[4], Some(&member(&q, 4, m, k)), &rz);
+        assert!(
+            member(&r, 2, k, n).data.iter().any(|x| x.is_nan()),
+            "{m}×{n}: the NaN member's R shows NaN"
+        );
+    }
+}

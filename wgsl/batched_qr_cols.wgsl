@@ -1,0 +1,455 @@
+// Batched Householder QR of small matrices (M ≤ 64) with each column in registers: entry
+// `qr_columns`, the same results and conventions as batched_qr.wgsl's `qr_small` (column-major
+// f32, LAPACK sgeqr2 / slarfg signs, exact zeros below R's diagonal) by a different work split.
+//
+// One lane per column, and Q's columns are columns too: the lanes factor [A | I_M] (NC = N + M
+// columns; N in mode R), so the reflectors turn the identity into Qᵀ on the way (sorg2r's
+// backward accumulation and its K extra barriers disappear) and Q[i, r] = Qᵀ[r, i] is written
+// transposed at the end. A lane keeps its whole column in up to four mat4x4 registers (16 rows
+// each), every index a constant: no per-invocation array that a driver could put in local memory.
+//
+// Reflector c is computed ONCE, by the lane of column c, from its own registers (norm, slarfg),
+// just after it applied reflector c-1 to its column. It publishes v (v_c = 1, zeros above c) and
+// tau in workgroup memory; after one workgroupBarrier every lane j > c reads v (vec4 loads, the
+// same addresses for all lanes: broadcasts), forms w = tau·(v·a_j) and a_j -= w·v, all in
+// registers. v's buffer alternates between two halves, so the next reflector is published while
+// slower lanes still read the current one: one barrier per reflector, no reduction, no subgroup
+// operation. v·a_j and the update skip the vec4s wholly above row c (v is zero there).
+//
+// Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
+// largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
+// Q unchanged, bit for bit when nothing under- or overflows), so R's column j is multiplied back by
+// 2^e_j when written. Orthogonal updates keep every column's norm ≤ √M, so sums of squares cannot
+// overflow afterwards. A residual norm² below 2^-60 (where flushed tiny squares could make the
+// reflector non-orthogonal) takes a slow path that rescales x by its own largest power of two, as
+// snrm2 would; a zero x gives tau = 0 (H = I, R keeps alpha), as slarfg.
+//
+// Memory: A is loaded coalesced into a workgroup staging area (leading dimension LDA ≡ 4 mod 8, so
+// the lanes' vec4 column reads do not conflict), R and Q are written back through it coalesced.
+// Per matrix: PER floats of staging, 2·16·QM floats of v and 2 of tau. MPW matrices per workgroup,
+// WG = MPW·NC lanes. The defaults (32×32 with Q: 4.6 KiB, 64 lanes) fit WebGPU's default limits;
+// the host checks each variant against the adapter.
+
+override M: u32 = 32u;       // rows of A
+override N: u32 = 32u;       // columns of A
+override K: u32 = 32u;       // reflectors: min(M, N)
+override QCOLS: u32 = 32u;   // columns of Q written (0: R only)
+override R_ROWS: u32 = 32u;  // rows of R written (K reduced, M complete)
+override NC: u32 = 64u;      // lanes per matrix: N, plus M for Qᵀ when QCOLS > 0
+override QM: u32 = 2u;       // mat4x4 registers per column: ceil(M / 16), at most 4
+override LDA: u32 = 36u;     // staging leading dimension: ≥ M, ≡ 4 mod 8
+override PER: u32 = 1152u;   // staging floats per matrix: max(LDA·N, M·QCOLS), a multiple of 4
+override MPW: u32 = 1u;      // matrices per workgroup
+override WG: u32 = 64u;      // MPW · NC
+override ST4: u32 = 288u;    // MPW · PER / 4
+override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
+override TBN: u32 = 2u;      // 2 · MPW
+
+const F32_MAX: f32 = 3.40282347e38;
+const F32_MIN_NORMAL: f32 = 1.17549435e-38;
+const SLOW_SS: f32 = 8.67361738e-19; // 2^-60
+
+struct Params {
+    batch: u32,     // matrices in this dispatch
+    a_offset: u32,  // element offset of matrix 0 in `a_in`
+    q_offset: u32,  // of Q in `q_out`
+    r_offset: u32,  // of R in `r_out`
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> r_out: array<f32>;
+
+var<workgroup> st: array<vec4<f32>, ST4>;
+var<workgroup> vb: array<vec4<f32>, VBN>;
+var<workgroup> tb: array<f32, TBN>;
+
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+fn st_get(i: u32) -> f32 {
+    return st[i >> 2u][i & 3u];
+}
+
+fn st_set(i: u32, x: f32) {
+    st[i >> 2u][i & 3u] = x;
+}
+
+// 2^e for e in [-126, 127], exactly.
+fn pow2(e: i32) -> f32 {
+    return bitcast<f32>(u32(e + 127) << 23u);
+}
+
+// Exponent e with |x|·2^-e in [0.5, 1) for a normal finite x; 0 otherwise (no scaling).
+fn scale_exp(x: f32) -> i32 {
+    if !(x >= F32_MIN_NORMAL && x <= F32_MAX) {
+        return 0;
+    }
+    return i32((bitcast<u32>(x) >> 23u) & 0xffu) - 126;
+}
+
+// x·2^s, in two exact steps (|s| ≤ 254).
+fn scaled(x: mat4x4<f32>, s: i32) -> mat4x4<f32> {
+    let s1 = s / 2;
+    return (x * pow2(s1)) * pow2(s - s1);
+}
+
+fn scaled1(x: f32, s: i32) -> f32 {
+    let s1 = s / 2;
+    return (x * pow2(s1)) * pow2(s - s1);
+}
+
+// Row indices of vec4 k of register q.
+fn rows_of(q: u32, k: u32) -> vec4<u32> {
+    return vec4<u32>(16u * q + 4u * k) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+
+// Whether vec4 k of register q holds any row of the matrix (a constant once overridden).
+fn vec_on(q: u32, k: u32) -> bool {
+    return 16u * q + 4u * k < M;
+}
+
+// Whether vec4 k of register q reaches row c or below (a reflector for row c is zero above).
+fn on_at(q: u32, k: u32, c: u32) -> bool {
+    return vec_on(q, k) && 16u * q + 4u * k + 3u >= c;
+}
+
+fn dot4(a: vec4<f32>, b: vec4<f32>) -> f32 {
+    return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, a.x * b.x)));
+}
+
+// Register q of a column from the staging area (column start `b4` in vec4s); zeros past row M.
+fn read_mat(b4: u32, q: u32) -> mat4x4<f32> {
+    var m = mat4x4<f32>();
+    if vec_on(q, 0u) { m[0] = st[b4 + 4u * q]; }
+    if vec_on(q, 1u) { m[1] = st[b4 + 4u * q + 1u]; }
+    if vec_on(q, 2u) { m[2] = st[b4 + 4u * q + 2u]; }
+    if vec_on(q, 3u) { m[3] = st[b4 + 4u * q + 3u]; }
+    return m;
+}
+
+// Register q of column i of the identity.
+fn unit_mat(i: u32, q: u32) -> mat4x4<f32> {
+    let one = vec4<f32>(1.0);
+    let zero = vec4<f32>(0.0);
+    let iv = vec4<u32>(i);
+    return mat4x4<f32>(
+        select(zero, one, rows_of(q, 0u) == iv),
+        select(zero, one, rows_of(q, 1u) == iv),
+        select(zero, one, rows_of(q, 2u) == iv),
+        select(zero, one, rows_of(q, 3u) == iv),
+    );
+}
+
+fn mat_max(m: mat4x4<f32>) -> f32 {
+    let t = max(max(abs(m[0]), abs(m[1])), max(abs(m[2]), abs(m[3])));
+    return max(max(t.x, t.y), max(t.z, t.w));
+}
+
+// Register q of the published reflector (vec4s wholly above row c are zero and not read).
+fn load_v(b4: u32, q: u32, c: u32) -> mat4x4<f32> {
+    var v = mat4x4<f32>();
+    if on_at(q, 0u, c) { v[0] = vb[b4 + 4u * q]; }
+    if on_at(q, 1u, c) { v[1] = vb[b4 + 4u * q + 1u]; }
+    if on_at(q, 2u, c) { v[2] = vb[b4 + 4u * q + 2u]; }
+    if on_at(q, 3u, c) { v[3] = vb[b4 + 4u * q + 3u]; }
+    return v;
+}
+
+// Σ a·b over register q's vec4s at or below row c.
+fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32, c: u32) -> f32 {
+    var d0 = 0.0;
+    var d1 = 0.0;
+    var d2 = 0.0;
+    var d3 = 0.0;
+    if on_at(q, 0u, c) { d0 = dot4(a[0], b[0]); }
+    if on_at(q, 1u, c) { d1 = dot4(a[1], b[1]); }
+    if on_at(q, 2u, c) { d2 = dot4(a[2], b[2]); }
+    if on_at(q, 3u, c) { d3 = dot4(a[3], b[3]); }
+    return (d0 + d1) + (d2 + d3);
+}
+
+// a - w·v over register q's vec4s at or below row c.
+fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, q: u32, c: u32) -> mat4x4<f32> {
+    var r = a;
+    let nw = vec4<f32>(-w);
+    if on_at(q, 0u, c) { r[0] = fma(nw, v[0], a[0]); }
+    if on_at(q, 1u, c) { r[1] = fma(nw, v[1], a[1]); }
+    if on_at(q, 2u, c) { r[2] = fma(nw, v[2], a[2]); }
+    if on_at(q, 3u, c) { r[3] = fma(nw, v[3], a[3]); }
+    return r;
+}
+
+// vec4 k of register q restricted to rows > c (x of the reflector for row c).
+fn below(m: vec4<f32>, q: u32, k: u32, c: u32) -> vec4<f32> {
+    if !on_at(q, k, c) {
+        return vec4<f32>(0.0);
+    }
+    if 16u * q + 4u * k > c {
+        return m;
+    }
+    return select(vec4<f32>(0.0), m, rows_of(q, k) > vec4<u32>(c));
+}
+
+fn mat_below(m: mat4x4<f32>, q: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(below(m[0], q, 0u, c), below(m[1], q, 1u, c), below(m[2], q, 2u, c),
+                       below(m[3], q, 3u, c));
+}
+
+// Row c's entry of vec4 k of register q when it holds row c (into `r`), by a dynamic
+// component index of a vec4 value only.
+fn pick4(m: vec4<f32>, q: u32, k: u32, c: u32, r: f32) -> f32 {
+    let b = 16u * q + 4u * k;
+    if vec_on(q, k) && c >= b && c < b + 4u {
+        return m[c - b];
+    }
+    return r;
+}
+
+fn pick(m: mat4x4<f32>, q: u32, c: u32, r: f32) -> f32 {
+    return pick4(m[3], q, 3u, c, pick4(m[2], q, 2u, c, pick4(m[1], q, 1u, c, pick4(m[0], q, 0u, c, r))));
+}
+
+fn put4(m: vec4<f32>, q: u32, k: u32, c: u32, x: f32) -> vec4<f32> {
+    let b = 16u * q + 4u * k;
+    if vec_on(q, k) && c >= b && c < b + 4u {
+        return select(m, vec4<f32>(x), rows_of(q, k) == vec4<u32>(c));
+    }
+    return m;
+}
+
+// Row c of register q set to x (only the vec4 holding row c is touched).
+fn put(m: mat4x4<f32>, q: u32, c: u32, x: f32) -> mat4x4<f32> {
+    if c < 16u * q || c >= 16u * q + 16u {
+        return m;
+    }
+    return mat4x4<f32>(put4(m[0], q, 0u, c, x), put4(m[1], q, 1u, c, x), put4(m[2], q, 2u, c, x),
+                       put4(m[3], q, 3u, c, x));
+}
+
+// v's register q (v_c = 1, x·inv_d below, zero above) to workgroup memory from vec4 b4.
+fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32, c: u32, inv_d: f32) {
+    let one = vec4<f32>(1.0);
+    let cv = vec4<u32>(c);
+    if on_at(q, 0u, c) { vb[b4 + 4u * q] = select(x[0] * inv_d, one, rows_of(q, 0u) == cv); }
+    if on_at(q, 1u, c) { vb[b4 + 4u * q + 1u] = select(x[1] * inv_d, one, rows_of(q, 1u) == cv); }
+    if on_at(q, 2u, c) { vb[b4 + 4u * q + 2u] = select(x[2] * inv_d, one, rows_of(q, 2u) == cv); }
+    if on_at(q, 3u, c) { vb[b4 + 4u * q + 3u] = select(x[3] * inv_d, one, rows_of(q, 3u) == cv); }
+}
+
+// Reflector for row c of the column held in a0..a3 (slarfg, as `factor` in batched_qr.wgsl but
+// on a prescaled column, see the header): v to vb from vec4 b4, tau to tb[ti]; returns beta.
+fn reflect(a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>, c: u32, b4: u32,
+           ti: u32) -> f32 {
+    let x0 = mat_below(a0, 0u, c);
+    let x1 = mat_below(a1, 1u, c);
+    let x2 = mat_below(a2, 2u, c);
+    let x3 = mat_below(a3, 3u, c);
+    let alpha = pick(a3, 3u, c, pick(a2, 2u, c, pick(a1, 1u, c, pick(a0, 0u, c, 0.0))));
+    let ss = (mdot(x0, x0, 0u, c) + mdot(x1, x1, 1u, c)) + (mdot(x2, x2, 2u, c) + mdot(x3, x3, 3u, c));
+    var tau = 0.0;
+    var beta = alpha;
+    var inv_d = 0.0;
+    let bad = is_nan(ss) || is_nan(alpha);
+    if bad || ss >= SLOW_SS {
+        // The column is prescaled: alpha² + ‖x‖² ≤ M cannot overflow, and ‖x‖² ≥ 2^-60 loses
+        // nothing that matters to flushed tiny squares.
+        var h = sqrt(fma(alpha, alpha, ss));
+        if bad {
+            h = nan();
+        }
+        beta = select(h, -h, alpha >= 0.0);
+        tau = (beta - alpha) / beta;
+        inv_d = 1.0 / (alpha - beta);
+    } else {
+        // Tiny or zero x: its norm from x scaled by its own largest power of two (snrm2).
+        let mx = max(max(mat_max(x0), mat_max(x1)), max(mat_max(x2), mat_max(x3)));
+        let e = scale_exp(mx);
+        let y0 = scaled(x0, -e);
+        let y1 = scaled(x1, -e);
+        let y2 = scaled(x2, -e);
+        let y3 = scaled(x3, -e);
+        let sy = (mdot(y0, y0, 0u, c) + mdot(y1, y1, 1u, c)) + (mdot(y2, y2, 2u, c) + mdot(y3, y3, 3u, c));
+        if sy != 0.0 {
+            let xnorm = scaled1(sqrt(sy), e);
+            let s = max(abs(alpha), xnorm);
+            var h = s * sqrt((alpha / s) * (alpha / s) + (xnorm / s) * (xnorm / s));
+            if s > F32_MAX {
+                h = s;
+            }
+            beta = select(h, -h, alpha >= 0.0);
+            tau = (beta - alpha) / beta;
+            inv_d = 1.0 / (alpha - beta);
+        }
+    }
+    publish_mat(b4, x0, 0u, c, inv_d);
+    publish_mat(b4, x1, 1u, c, inv_d);
+    publish_mat(b4, x2, 2u, c, inv_d);
+    publish_mat(b4, x3, 3u, c, inv_d);
+    tb[ti] = tau;
+    return beta;
+}
+
+// Rows row0 .. row0+3 of Qᵀ's column i (Q's row i) to the staging area, Q column-major (ld M).
+fn stage_q4(y: vec4<f32>, row0: u32, base: u32, i: u32) {
+    if row0 < QCOLS { st_set(base + i + row0 * M, y.x); }
+    if row0 + 1u < QCOLS { st_set(base + i + (row0 + 1u) * M, y.y); }
+    if row0 + 2u < QCOLS { st_set(base + i + (row0 + 2u) * M, y.z); }
+    if row0 + 3u < QCOLS { st_set(base + i + (row0 + 3u) * M, y.w); }
+}
+
+fn stage_q(y: mat4x4<f32>, q: u32, base: u32, i: u32) {
+    if vec_on(q, 0u) { stage_q4(y[0], 16u * q, base, i); }
+    if vec_on(q, 1u) { stage_q4(y[1], 16u * q + 4u, base, i); }
+    if vec_on(q, 2u) { stage_q4(y[2], 16u * q + 8u, base, i); }
+    if vec_on(q, 3u) { stage_q4(y[3], 16u * q + 12u, base, i); }
+}
+
+// R's column j (register q) to the staging area from vec4 b4: zeros below the diagonal.
+fn stage_r(r: mat4x4<f32>, q: u32, b4: u32, j: u32) {
+    let zero = vec4<f32>(0.0);
+    let jv = vec4<u32>(j);
+    if vec_on(q, 0u) { st[b4 + 4u * q] = select(zero, r[0], rows_of(q, 0u) <= jv); }
+    if vec_on(q, 1u) { st[b4 + 4u * q + 1u] = select(zero, r[1], rows_of(q, 1u) <= jv); }
+    if vec_on(q, 2u) { st[b4 + 4u * q + 2u] = select(zero, r[2], rows_of(q, 2u) <= jv); }
+    if vec_on(q, 3u) { st[b4 + 4u * q + 3u] = select(zero, r[3], rows_of(q, 3u) <= jv); }
+}
+
+@compute @workgroup_size(WG)
+fn qr_columns(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let first = (wid.x + wid.y * nwg.x) * MPW;
+    let slot = lid / NC;
+    let j = lid % NC;
+    let live = first + slot < p.batch;
+    let count = min(MPW, p.batch - min(p.batch, first));
+    let sb = slot * PER;
+
+    // Load: the workgroup's matrices are consecutive in memory, read with consecutive lanes.
+    let mn = M * N;
+    let src = p.a_offset + first * mn;
+    for (var e = lid; e < count * mn; e += WG) {
+        let t = e / mn;
+        let r = e % mn;
+        st_set(t * PER + (r % M) + (r / M) * LDA, a_in[src + e]);
+    }
+    // Rows M .. (the next multiple of 4) are read as part of the last vec4: zeros.
+    if live && j < N {
+        for (var i = M; i < ((M + 3u) & ~3u); i++) {
+            st_set(sb + j * LDA + i, 0.0);
+        }
+    }
+    workgroupBarrier();
+
+    var a0 = mat4x4<f32>();
+    var a1 = mat4x4<f32>();
+    var a2 = mat4x4<f32>();
+    var a3 = mat4x4<f32>();
+    var ex = 0; // this column of A was scaled by 2^-ex
+    if live {
+        if j < N {
+            let b4 = (sb + j * LDA) / 4u;
+            a0 = read_mat(b4, 0u);
+            if QM > 1u { a1 = read_mat(b4, 1u); }
+            if QM > 2u { a2 = read_mat(b4, 2u); }
+            if QM > 3u { a3 = read_mat(b4, 3u); }
+            ex = scale_exp(max(max(mat_max(a0), mat_max(a1)), max(mat_max(a2), mat_max(a3))));
+            a0 = scaled(a0, -ex);
+            if QM > 1u { a1 = scaled(a1, -ex); }
+            if QM > 2u { a2 = scaled(a2, -ex); }
+            if QM > 3u { a3 = scaled(a3, -ex); }
+        } else {
+            a0 = unit_mat(j - N, 0u);
+            if QM > 1u { a1 = unit_mat(j - N, 1u); }
+            if QM > 2u { a2 = unit_mat(j - N, 2u); }
+            if QM > 3u { a3 = unit_mat(j - N, 3u); }
+        }
+        if j == 0u {
+            let beta = reflect(a0, a1, a2, a3, 0u, slot * 4u * QM, slot);
+            a0 = put(a0, 0u, 0u, beta);
+        }
+    }
+
+    // Reflector c, published (v, tau) in half c % 2 of vb and tb; column c+1 publishes the next
+    // one into the other half as soon as it has applied this one. The staging area is not read
+    // after the first barrier here until R is written into it below.
+    for (var c = 0u; c < K; c++) {
+        workgroupBarrier();
+        let half = c % 2u;
+        if live && j > c {
+            let b4 = (half * MPW + slot) * 4u * QM;
+            let tau = tb[half * MPW + slot];
+            let v0 = load_v(b4, 0u, c);
+            let v1 = load_v(b4, 1u, c);
+            let v2 = load_v(b4, 2u, c);
+            let v3 = load_v(b4, 3u, c);
+            let d = (mdot(a0, v0, 0u, c) + mdot(a1, v1, 1u, c)) + (mdot(a2, v2, 2u, c) + mdot(a3, v3, 3u, c));
+            let w = tau * d;
+            a0 = maxpy(a0, v0, w, 0u, c);
+            if QM > 1u { a1 = maxpy(a1, v1, w, 1u, c); }
+            if QM > 2u { a2 = maxpy(a2, v2, w, 2u, c); }
+            if QM > 3u { a3 = maxpy(a3, v3, w, 3u, c); }
+            if j == c + 1u && j < K {
+                let next = (1u - half) * MPW + slot;
+                let beta = reflect(a0, a1, a2, a3, j, next * 4u * QM, next);
+                a0 = put(a0, 0u, j, beta);
+                if QM > 1u { a1 = put(a1, 1u, j, beta); }
+                if QM > 2u { a2 = put(a2, 2u, j, beta); }
+                if QM > 3u { a3 = put(a3, 3u, j, beta); }
+            }
+        }
+    }
+
+    // R: column j scaled back by 2^ex, zeros below the diagonal, through the staging area.
+    if live && j < N {
+        let b4 = (sb + j * LDA) / 4u;
+        stage_r(scaled(a0, ex), 0u, b4, j);
+        if QM > 1u { stage_r(scaled(a1, ex), 1u, b4, j); }
+        if QM > 2u { stage_r(scaled(a2, ex), 2u, b4, j); }
+        if QM > 3u { stage_r(scaled(a3, ex), 3u, b4, j); }
+    }
+    workgroupBarrier();
+    let rn = R_ROWS * N;
+    let rdst = p.r_offset + first * rn;
+    for (var e = lid; e < count * rn; e += WG) {
+        let t = e / rn;
+        let r = e % rn;
+        out_r(rdst + e, st_get(t * PER + (r % R_ROWS) + (r / R_ROWS) * LDA));
+    }
+    if QCOLS == 0u {
+        return;
+    }
+    workgroupBarrier();
+
+    // Q[i, r] = Qᵀ[r, i]: lane N + i holds Qᵀ's column i, i.e. Q's row i.
+    if live && j >= N {
+        stage_q(a0, 0u, sb, j - N);
+        if QM > 1u { stage_q(a1, 1u, sb, j - N); }
+        if QM > 2u { stage_q(a2, 2u, sb, j - N); }
+        if QM > 3u { stage_q(a3, 3u, sb, j - N); }
+    }
+    workgroupBarrier();
+    // max(): the constant folder must never see a division by zero (QCOLS = 0 returned above).
+    let qn = max(M * QCOLS, 1u);
+    let qdst = p.q_offset + first * qn;
+    for (var e = lid; e < count * M * QCOLS; e += WG) {
+        let t = e / qn;
+        let r = e % qn;
+        q_out[qdst + e] = st_get(t * PER + r);
+    }
+}
+
+fn out_r(i: u32, x: f32) {
+    r_out[i] = x;
+}
