@@ -81,6 +81,10 @@ var<workgroup> betas: array<f32, B>;
 var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
+// tsqr_lu: per column, whether any value below the diagonal was ever non-zero, and whether the
+// column took LAPACK's no-reflection case (see there).
+var<workgroup> nz: array<atomic<u32>, B>;
+var<workgroup> special: array<u32, B>;
 var<workgroup> qx: array<f32, SMQ>;
 
 // First row and row count of block g of a level.
@@ -314,27 +318,48 @@ fn tsqr_lu(
     let ui0 = B * ld;
     let t0 = 2u * B * ld;
     let qb = p.q_off + bm * p.s_stride;
+    if lid < B {
+        atomicStore(&nz[lid], 0u);
+    }
+    workgroupBarrier();
     for (var e = lid; e < B * B; e += WG) {
         let i = e % B;
         let cc = e / B;
-        blk[lu0 + cc * ld + i] = sbuf[qb + i + cc * p.q_ld];
+        let x = sbuf[qb + i + cc * p.q_ld];
+        blk[lu0 + cc * ld + i] = x;
+        if i > cc && x != 0.0 {
+            atomicOr(&nz[cc], 1u);
+        }
     }
     workgroupBarrier();
     // LU without pivoting of Q₁ - S. Column i keeps its unscaled values until the end
     // (L = column / u_i), so each step needs one barrier.
     for (var i = 0u; i < B; i++) {
         let piv = blk[lu0 + i * ld + i];
-        let sgn = select(1.0, -1.0, piv >= 0.0); // S_ii = -sign(piv)
+        // S_ii = -sign(piv), so |U_ii| >= 1 — except where the column is already zero below
+        // the pivot with |piv| = 1 (a column LAPACK does not reflect: tau = 0, R keeps alpha):
+        // there S_ii = sign(piv), U_ii = 0, and the column of L is zero.
+        let sp = atomicLoad(&nz[i]) == 0u && abs(piv) == 1.0;
+        var sgn = select(1.0, -1.0, piv >= 0.0);
+        if sp {
+            sgn = -sgn;
+        }
         let u = piv - sgn;
         if lid == 0u {
             betas[i] = u;
             dinvs[i] = sgn;
+            special[i] = select(0u, 1u, sp);
         }
         for (var e = lid; e < B * B; e += WG) {
             let r = e % B;
             let cc = e / B;
             if r > i && cc > i {
-                blk[lu0 + cc * ld + r] -= blk[lu0 + i * ld + r] / u * blk[lu0 + cc * ld + i];
+                let l = select(blk[lu0 + i * ld + r] / u, 0.0, sp);
+                let nv = blk[lu0 + cc * ld + r] - l * blk[lu0 + cc * ld + i];
+                blk[lu0 + cc * ld + r] = nv;
+                if r > cc && nv != 0.0 {
+                    atomicOr(&nz[cc], 1u);
+                }
             }
         }
         workgroupBarrier();
@@ -344,7 +369,7 @@ fn tsqr_lu(
         let r = e % B;
         let cc = e / B;
         if r > cc {
-            blk[lu0 + cc * ld + r] = blk[lu0 + cc * ld + r] / betas[cc];
+            blk[lu0 + cc * ld + r] = select(blk[lu0 + cc * ld + r] / betas[cc], 0.0, special[cc] != 0u);
         } else if r == cc {
             blk[lu0 + cc * ld + r] = betas[cc];
         }
@@ -363,7 +388,7 @@ fn tsqr_lu(
                 for (var k = i + 1u; k <= cc; k++) {
                     acc = fma(-blk[lu0 + k * ld + i], blk[ui0 + cc * ld + k], acc);
                 }
-                acc = acc / blk[lu0 + i * ld + i];
+                acc = acc / select(blk[lu0 + i * ld + i], 1.0, special[i] != 0u);
             }
             blk[ui0 + cc * ld + i] = acc;
         } else if lid < 2u * B {
@@ -397,7 +422,8 @@ fn tsqr_lu(
             vbuf[vb + r + cc * p.v_ld] = select(0.0, 1.0, r == cc);
         }
         tbuf[tb + r + cc * p.t_ld] = blk[t0 + cc * ld + r];
-        sbuf[ub + r + cc * B] = blk[ui0 + cc * ld + r];
+        // U⁻¹ with 1 for a zero U_ii, and that column zeroed: Y's column below is zero there.
+        sbuf[ub + r + cc * B] = select(blk[ui0 + cc * ld + r], 0.0, special[cc] != 0u);
     }
     if lid < B {
         taubuf[p.tau_off + bm * p.tau_stride + lid] = blk[t0 + lid * ld + lid];
