@@ -23,7 +23,8 @@
 //
 // Workgroup memory per matrix (PER floats): the matrix, leading dimension LD (odd, so the lanes of
 // a warp reading row i of their own columns hit distinct banks), COLS = max(N + NRHS, QCOLS)
-// columns, then tau, 1/(alpha - beta) and R's diagonal (K each). SM = MPW · PER floats in all.
+// columns, then tau, 1/(alpha - beta) as a mantissa, R's diagonal, and that reciprocal's
+// exponent (K each). SM = MPW · PER floats in all.
 // The defaults (a 32×32 QR with Q, two matrices per workgroup: 9 KiB, 64 invocations) fit
 // WebGPU's default limits; the host sizes SM to the problem and picks MPW to fit the adapter.
 
@@ -37,8 +38,8 @@ override LD: u32 = 33u;      // leading dimension in workgroup memory
 override COLS: u32 = 32u;    // columns held per matrix: max(N + NRHS, QCOLS)
 override TPM: u32 = 32u;     // lanes (invocations) per matrix
 override MPW: u32 = 2u;      // matrices per workgroup
-override PER: u32 = 1152u;   // floats per matrix: LD · COLS + 3 · K
-override SM: u32 = 2304u;    // MPW · PER
+override PER: u32 = 1184u;   // floats per matrix: LD · COLS + 4 · K
+override SM: u32 = 2368u;    // MPW · PER
 override WG: u32 = 64u;      // invocations per workgroup: TPM · MPW (back_substitute: any)
 const EPS: f32 = 1.1920929e-7; // float32 machine epsilon
 
@@ -110,9 +111,12 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
                 nan_seen = nan_seen || is_nan(x);
                 scale = max(scale, abs(x));
             }
-            var inv_scale = 0.0;
+            // x is scaled by 2^-es (exact): 1/scale itself is a flushed denormal above ~8.5e37.
+            var es = 0;
+            var unit = 0.0;
             if scale >= F32_MIN_NORMAL && scale <= F32_MAX {
-                inv_scale = 1.0 / scale;
+                es = frexp(scale).exp;
+                unit = 1.0;
             }
             // The first owned column's dot product rides along with the sum of squares.
             let j0 = first_owned(lane, c + 1u);
@@ -121,11 +125,11 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
             var ss = 0.0;
             var acc0 = 0.0;
             for (var i = c + 1u; i < M; i++) {
-                let t = sm[col + i] * inv_scale;
+                let t = ldexp(sm[col + i], -es) * unit;
                 ss = fma(t, t, ss);
                 acc0 = fma(t, sm[cj0 + i], acc0);
             }
-            var xnorm = scale * sqrt(ss);
+            var xnorm = ldexp(sqrt(ss), es);
             if scale > F32_MAX {
                 xnorm = scale;
             }
@@ -136,7 +140,10 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
             // v = x · 1/(alpha - beta); tau = 0 (H = I) when x is already zero.
             var tau = 0.0;
             var beta = alpha;
-            var inv_d = 0.0;
+            // 1/(alpha - beta) kept as invm · 2^-ed (invm in (1, 2]): near the top of the range
+            // the plain reciprocal is a denormal a GPU flushes to zero.
+            var invm = 0.0;
+            var ed = 0;
             if xnorm != 0.0 {
                 let s = max(abs(alpha), xnorm);
                 var h = s * sqrt((alpha / s) * (alpha / s) + (xnorm / s) * (xnorm / s));
@@ -148,14 +155,17 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
                 }
                 beta = select(h, -h, alpha >= 0.0);
                 tau = (beta - alpha) / beta;
-                inv_d = 1.0 / (alpha - beta);
+                let d = alpha - beta;
+                ed = frexp(d).exp;
+                invm = 1.0 / ldexp(d, -ed);
             }
-            // v·a_j = (x / scale)·a_j · (scale / (alpha - beta)); scale ≤ |alpha - beta|.
-            let dscale = scale * inv_d;
+            // v·a_j = (x·2^-es)·a_j · 2^es/(alpha - beta); scale ≤ |alpha - beta|.
+            let dscale = ldexp(invm, es - ed);
             if (c % TPM) == lane {
                 sm[scal + c] = tau;
-                sm[scal + K + c] = inv_d;
+                sm[scal + K + c] = invm;
                 sm[scal + 2u * K + c] = beta;
+                sm[scal + 3u * K + c] = f32(ed);
             }
             // Apply H_c = I - tau v vᵀ to the owned columns j > c.
             for (var j = j0; j < ncols; j += TPM) {
@@ -164,13 +174,13 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
                 if j != j0 {
                     acc = 0.0;
                     for (var i = c + 1u; i < M; i++) {
-                        acc = fma(sm[col + i] * inv_scale, sm[cj + i], acc);
+                        acc = fma(ldexp(sm[col + i], -es) * unit, sm[cj + i], acc);
                     }
                 }
                 let w = tau * (sm[cj + c] + acc * dscale);
                 sm[cj + c] = sm[cj + c] - w;
                 for (var i = c + 1u; i < M; i++) {
-                    sm[cj + i] = fma(-w, sm[col + i] * inv_d, sm[cj + i]);
+                    sm[cj + i] = fma(-w, ldexp(sm[col + i] * invm, -ed), sm[cj + i]);
                 }
             }
         }
@@ -180,9 +190,10 @@ fn factor(base: u32, lane: u32, live: bool, ncols: u32) {
     // else reads there until the caller's next barrier).
     if live {
         for (var j = lane; j < K; j += TPM) {
-            let inv_d = sm[scal + K + j];
+            let invm = sm[scal + K + j];
+            let ed = i32(sm[scal + 3u * K + j]);
             for (var i = j + 1u; i < M; i++) {
-                sm[base + j * LD + i] = sm[base + j * LD + i] * inv_d;
+                sm[base + j * LD + i] = ldexp(sm[base + j * LD + i] * invm, -ed);
             }
         }
     }
