@@ -24,7 +24,7 @@
 // Workgroup memory per matrix (PER floats): the matrix, leading dimension LD (odd, so the lanes of
 // a warp reading row i of their own columns hit distinct banks), COLS = max(N + NRHS, QCOLS)
 // columns, then tau, 1/(alpha - beta) as a mantissa, R's diagonal, and that reciprocal's
-// exponent (K each). SM = MPW · PER floats in all.
+// exponent (K each), then qr_small's column scale exponents (N). SM = MPW · PER floats in all.
 // The defaults (a 32×32 QR with Q, two matrices per workgroup: 9 KiB, 64 invocations) fit
 // WebGPU's default limits; the host sizes SM to the problem and picks MPW to fit the adapter.
 
@@ -38,8 +38,8 @@ override LD: u32 = 33u;      // leading dimension in workgroup memory
 override COLS: u32 = 32u;    // columns held per matrix: max(N + NRHS, QCOLS)
 override TPM: u32 = 32u;     // lanes (invocations) per matrix
 override MPW: u32 = 2u;      // matrices per workgroup
-override PER: u32 = 1184u;   // floats per matrix: LD · COLS + 4 · K
-override SM: u32 = 2368u;    // MPW · PER
+override PER: u32 = 1216u;   // floats per matrix: LD · COLS + 4 · K + N
+override SM: u32 = 2432u;    // MPW · PER
 override WG: u32 = 64u;      // invocations per workgroup: TPM · MPW (back_substitute: any)
 const EPS: f32 = 1.1920929e-7; // float32 machine epsilon
 
@@ -276,6 +276,28 @@ fn qr_small(
     }
     workgroupBarrier();
 
+    // Each column scaled by a power of two to a largest magnitude in [0.5, 1) (exact; QR
+    // commutes with column scaling, R's columns are scaled back when written), so no update
+    // of a matrix near either end of the range passes through a denormal, which a GPU flushes.
+    let ex = base + LD * COLS + 4u * K;
+    if live {
+        for (var j = lane; j < N; j += TPM) {
+            var mx = 0.0;
+            for (var i = 0u; i < M; i++) {
+                mx = max(mx, abs(sm[base + i + j * LD]));
+            }
+            var e = 0;
+            if mx > 0.0 && mx <= F32_MAX {
+                e = frexp(mx).exp;
+            }
+            sm[ex + j] = f32(e);
+            for (var i = 0u; i < M; i++) {
+                sm[base + i + j * LD] = ldexp(sm[base + i + j * LD], -e);
+            }
+        }
+    }
+    workgroupBarrier();
+
     factor(base, lane, live, N);
 
     // R, written once: upper triangle, diagonal from its own array, exact zeros below.
@@ -293,7 +315,7 @@ fn qr_small(
         } else if i == j {
             v = sm[sb + LD * COLS + 2u * K + i];
         }
-        out_aux[rdst + e] = v;
+        out_aux[rdst + e] = ldexp(v, i32(sm[sb + LD * COLS + 4u * K + j]));
     }
     if QCOLS == 0u {
         return;

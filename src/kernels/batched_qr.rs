@@ -75,7 +75,7 @@ impl Small {
         let k = m.min(n);
         let ld = m | 1;
         let cols = (n + nrhs).max(qcols);
-        let per = ld.checked_mul(cols)?.checked_add(4 * k)?;
+        let per = ld.checked_mul(cols)?.checked_add(4 * k + n)?;
         let limits = ctx.limits();
         let max_inv = (limits.max_compute_invocations_per_workgroup as usize).min(256);
         let tpm = cols.min(max_inv).max(1);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything issue 8 reports, in one call on the lent GPU: the test suites, GPU time per kernel
+# for the big QR and trsm, the bench table, criterion batched QR (both kernels), and the CUDA
+# libraries through torch on the same card. Binaries: ../shared/device/stage --example bench
+# --bench batched --test qr --test blas --test trsm --test batched --test batched_columns
+# --test lstsq, then `tar -czf .gpu/bin.tgz -C .gpu bin && rm -r .gpu/bin` (64 MiB carry limit).
+out=${OUT:-gpu-out}; mkdir -p "$out"
+[ -f .gpu/bin.tgz ] && tar -xzf .gpu/bin.tgz -C .gpu
+source .gpu/env.sh
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
+for t in .gpu/bin/*-test; do
+  echo "== $t"; timeout 240 "$t" --test-threads=1 > "$out/$(basename "$t").txt" 2>&1
+  grep -E "test result|FAILED|panicked" "$out/$(basename "$t").txt" | head -5
+done
+bash scripts/gpu-profile.sh "qr reduced (Q, R) 4096×4096" "qr reduced (Q, R) 65536" "trsm lower L·X = B 4096×4096, k = 4096" 2>&1 | cut -c1-900 | tee "$out/profile.txt"
+timeout 300 .gpu/bin/bench --large --no-cpu --runs 7 --warmup 2 2>&1 | tee "$out/bench.txt" | grep "^| [a-z]"
+timeout 200 .gpu/bin/batched-bench --bench gpu 2>&1 | grep -E "^qr_batched|time:" | tee "$out/criterion-batched.txt"
+PYTHONUNBUFFERED=1 timeout 240 python3 .gpu/torch_reference.py single 2>&1 | tee "$out/torch-single.txt" | tail -8
+PYTHONUNBUFFERED=1 timeout 120 python3 .gpu/torch_reference.py trsm 2>&1 | tee "$out/torch-trsm.txt" | tail -4
+PYTHONUNBUFFERED=1 timeout 120 python3 .gpu/torch_reference.py gemm 2>&1 | tee "$out/torch-gemm.txt" | tail -4
