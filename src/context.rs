@@ -85,6 +85,10 @@ struct CachedPipeline {
 ///
 /// Create one per program (or share your own device with [`Context::from_wgpu`]) and pass it to
 /// every operation. It is `Send + Sync`.
+///
+/// Memory: operations keep their workspaces (the blocked QR's V and TSQR trees, split-K partial
+/// products, trsm's copy of X) in the context for the next call, grown to the largest problem
+/// seen; [`Context::release_workspaces`] frees them.
 pub struct Context {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -102,10 +106,12 @@ pub struct Context {
     /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
     /// the next [`Context::submit`] instead of wgpu's default panic.
     uncaptured: Arc<Mutex<Option<String>>>,
-    /// Scratch for intermediate results inside one submission (split-K partial products),
-    /// grown on demand. Sharing it is safe: dispatches on one queue that use the same buffer
-    /// run in order.
-    scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Workspaces for intermediate results inside one submission (split-K partial products,
+    /// the blocked QR's V, T and TSQR trees, the trsm copy of X), one buffer per role, grown on
+    /// demand and kept: a fresh buffer costs an allocation and wgpu's zero fill on first use
+    /// (about 100 ms for the ~1.3 GB of a 10000×256×32 batched QR on an H100). Sharing is safe:
+    /// submissions on one queue run in order, and no role's contents outlive a submission.
+    scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
     /// `METALCORE_PROFILE` set and timestamp queries available: every submission times each
     /// dispatch in its own pass and prints the totals per kernel entry to stderr.
     profile: bool,
@@ -207,7 +213,7 @@ impl Context {
             subgroups,
             trsm_split_min: None,
             uncaptured: Arc::new(Mutex::new(None)),
-            scratch: Mutex::new(None),
+            scratch: Mutex::new(HashMap::new()),
             profile: std::env::var_os("METALCORE_PROFILE").is_some()
                 && features.contains(wgpu::Features::TIMESTAMP_QUERY),
         }
@@ -479,17 +485,30 @@ impl Context {
         })
     }
 
-    /// A scratch buffer of at least `elements` f32 (see the field's docs); its contents are
-    /// whatever the last user left.
-    pub(crate) fn scratch_buffer(&self, elements: u64) -> wgpu::Buffer {
-        let mut slot = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = slot.as_ref().filter(|b| b.size() >= elements * 4) {
+    /// The workspace buffer of `role`, at least `elements` f32 (see the field's docs); its
+    /// contents are whatever the last user left. Two buffers in use at once need two roles.
+    pub(crate) fn scratch_buffer(&self, role: &'static str, elements: u64) -> wgpu::Buffer {
+        let mut cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = cache.get(role).filter(|b| b.size() >= elements.max(1) * 4) {
             return b.clone();
         }
-        let size = elements.next_power_of_two().min(self.max_elements());
-        let b = self.storage_buffer("metalcore scratch", size.max(elements));
-        *slot = Some(b.clone());
+        // Grown by 1.5× at least, so a sequence of growing calls does not reallocate each time.
+        let grown = cache.get(role).map_or(0, |b| b.size() / 4 * 3 / 2);
+        let size = elements
+            .max(grown)
+            .min(self.max_buffer_elements().max(elements));
+        let b = self.storage_buffer(role, size);
+        cache.insert(role, b.clone());
         b
+    }
+
+    /// Drops the cached workspaces (see [`Context`]'s docs on memory): the next operation
+    /// allocates what it needs again.
+    pub fn release_workspaces(&self) {
+        self.scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Records the commands into one encoder and submits them once. Validation errors raised by

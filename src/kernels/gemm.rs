@@ -139,7 +139,7 @@ impl<'a> Gemm<'a> {
         let full = k / chunk;
         let rem = k % chunk;
         let slices = full + usize::from(rem > 0);
-        let scratch = ctx.scratch_buffer((slices * m * n) as u64);
+        let scratch = ctx.scratch_buffer("metalcore split-k", (slices * m * n) as u64);
         // Element steps of one slice along K in A and B.
         let step_a = if self.trans_a {
             chunk

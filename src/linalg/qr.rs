@@ -182,21 +182,21 @@ impl Workspace {
         let wcols = wcols.max(plan.n).max(1);
         let batch = plan.batch as u64;
         let shape = Shape::batch(plan.batch, plan.m, plan.n);
-        let make = |elements: u64| -> Result<wgpu::Buffer> {
+        let make = |role: &'static str, elements: u64| -> Result<wgpu::Buffer> {
             ctx.check_elements(op, elements * batch, shape)?;
-            Ok(ctx.storage_buffer("metalcore workspace", elements * batch))
+            Ok(ctx.scratch_buffer(role, elements * batch))
         };
         let tsqr_stride = plan.tsqr_scratch(ctx);
         let tsqr = if tsqr_stride > 0 {
-            Some((make(tsqr_stride as u64)?, tsqr_stride))
+            Some((make("metalcore qr tsqr", tsqr_stride as u64)?, tsqr_stride))
         } else {
             None
         };
         Ok(Self {
-            v: make(plan.m as u64 * nb)?,
-            s: make(nb * nb)?,
-            w1: make(nb * wcols as u64)?,
-            w2: make(nb * wcols as u64)?,
+            v: make("metalcore qr v", plan.m as u64 * nb)?,
+            s: make("metalcore qr s", nb * nb)?,
+            w1: make("metalcore qr w1", nb * wcols as u64)?,
+            w2: make("metalcore qr w2", nb * wcols as u64)?,
             wcols,
             tsqr,
         })

@@ -443,7 +443,7 @@ pub(crate) fn record_solve(
         }
         ctx.check_elements(op, elements, shape)?;
         Some((
-            ctx.storage_buffer("metalcore trsm workspace", elements),
+            ctx.scratch_buffer("metalcore trsm workspace", elements),
             full,
         ))
     } else {
