@@ -12,9 +12,7 @@ for t in .gpu/bin/*-test; do
   echo "== $t"; timeout 240 "$t" --test-threads=1 > "$out/$(basename "$t").txt" 2>&1
   grep -E "test result|FAILED|panicked" "$out/$(basename "$t").txt" | head -5
 done
-bash scripts/gpu-profile.sh "qr reduced (Q, R) 4096×4096" "qr reduced (Q, R) 65536" "trsm lower L·X = B 4096×4096, k = 4096" 2>&1 | cut -c1-900 | tee "$out/profile.txt"
-timeout 300 .gpu/bin/bench --large --no-cpu --runs 7 --warmup 2 2>&1 | tee "$out/bench.txt" | grep "^| [a-z]"
+bash scripts/gpu-profile.sh "qr reduced (Q, R) 4096×4096" "qr reduced (Q, R) 65536" "trsm lower L·X = B 4096×4096, k = 4096" > "$out/profile.txt" 2>&1
+timeout 300 .gpu/bin/bench --large --no-cpu --runs 5 --warmup 2 2>&1 | tee "$out/bench.txt" | grep "^| [a-z]"
 timeout 200 .gpu/bin/batched-bench --bench gpu 2>&1 | grep -E "^qr_batched|time:" | tee "$out/criterion-batched.txt"
-PYTHONUNBUFFERED=1 timeout 240 python3 .gpu/torch_reference.py single 2>&1 | tee "$out/torch-single.txt" | tail -8
-PYTHONUNBUFFERED=1 timeout 120 python3 .gpu/torch_reference.py trsm 2>&1 | tee "$out/torch-trsm.txt" | tail -4
-PYTHONUNBUFFERED=1 timeout 120 python3 .gpu/torch_reference.py gemm 2>&1 | tee "$out/torch-gemm.txt" | tail -4
+PYTHONUNBUFFERED=1 timeout 200 python3 scripts/torch_ref.py 2>&1 | tee "$out/torch.txt"
