@@ -556,26 +556,7 @@ impl Context {
                         timestamp_writes: None,
                     });
                     while let Some(Command::Dispatch(d)) = rec.commands.get(i) {
-                        let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &uniform,
-                                offset: 0,
-                                size: wgpu::BufferSize::new(d.params_size),
-                            }),
-                        }];
-                        for (b, buffer) in d.buffers.iter().enumerate() {
-                            entries.push(wgpu::BindGroupEntry {
-                                binding: b as u32 + 1,
-                                resource: buffer.as_entire_binding(),
-                            });
-                        }
-                        let bind_group =
-                            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                                label: Some(d.entry),
-                                layout: &d.pipeline.layout,
-                                entries: &entries,
-                            });
+                        let bind_group = self.bind_group(d, &uniform);
                         pass.set_pipeline(&d.pipeline.pipeline);
                         pass.set_bind_group(0, &bind_group, &[d.params_offset]);
                         pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);

@@ -366,22 +366,7 @@ pub(crate) fn record_geqrf(
         if inner.len() > 1 {
             // The outer panel's explicit V, S = VᵀV, and T from the inner blocks.
             hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
-            let v = ws.v(plan, rows);
-            gemm(
-                rec,
-                ctx,
-                plan.batch,
-                w,
-                w,
-                rows,
-                1.0,
-                v,
-                true,
-                v,
-                false,
-                0.0,
-                ws.s(plan),
-            );
+            gram(rec, ctx, plan, ws, rows, w);
             hh::t_merge(rec, ctx, w, INNER_BLOCK, ws.s(plan), tp, plan.batch);
         }
         if trailing > 0 {
@@ -430,24 +415,29 @@ fn factor_inner_panel(
     } else {
         hh::panel(rec, ctx, plan.m, ji, wi, wi, a, tau, plan.batch);
         hh::extract_v(rec, ctx, plan.m, ji, wi, a, ws.v(plan, rows), plan.batch);
-        let v = ws.v(plan, rows);
-        gemm(
-            rec,
-            ctx,
-            plan.batch,
-            wi,
-            wi,
-            rows,
-            1.0,
-            v,
-            true,
-            v,
-            false,
-            0.0,
-            ws.s(plan),
-        );
+        gram(rec, ctx, plan, ws, rows, wi);
         hh::larft(rec, ctx, wi, ws.s(plan), tau_p, t, plan.batch);
     }
+}
+
+/// S = VᵀV (w×w) of the explicit V (rows × w) in the workspace, into the workspace's S.
+fn gram(rec: &mut Recorder, ctx: &Context, plan: &Plan, ws: &Workspace, rows: usize, w: usize) {
+    let v = ws.v(plan, rows);
+    gemm(
+        rec,
+        ctx,
+        plan.batch,
+        w,
+        w,
+        rows,
+        1.0,
+        v,
+        true,
+        v,
+        false,
+        0.0,
+        ws.s(plan),
+    );
 }
 
 /// Records C ← Qᵀ C (`trans`) or C ← Q C for the m×nc matrices in `c`, with Q held as
