@@ -151,14 +151,13 @@ impl Variant {
         c
     }
 
-    /// Kernel source and entry name for the factor or LU kernel of this variant.
-    fn kernel(&self, entry: Entry) -> (&'static KernelSource, &'static str) {
-        match (self.sg.is_some(), entry) {
-            (true, Entry::Factor) => (&SOURCE_SUBGROUP, "tsqr_factor_sg"),
-            (true, Entry::Lu) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
-            (false, Entry::Factor) => (&SOURCE, "tsqr_factor"),
-            (false, Entry::Lu) => (&SOURCE, "tsqr_lu"),
-            (_, Entry::Portable) => unreachable!("portable kernels are named at the call"),
+    /// Kernel source and entry name of this variant's factor (`lu = false`) or LU kernel.
+    fn kernel(&self, lu: bool) -> (&'static KernelSource, &'static str) {
+        match (self.sg.is_some(), lu) {
+            (true, false) => (&SOURCE_SUBGROUP, "tsqr_factor_sg"),
+            (true, true) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
+            (false, false) => (&SOURCE, "tsqr_factor"),
+            (false, true) => (&SOURCE, "tsqr_lu"),
         }
     }
 }
@@ -271,7 +270,7 @@ pub(crate) fn record_panel(
     let elementwise = |elements: usize| elements.div_ceil(PORTABLE_WG).clamp(1, max_x.min(4096));
 
     // Factor every level bottom-up: V in place, R to the level above (or rtop), the block Qs.
-    let (source, entry) = v.kernel(Entry::Factor);
+    let (source, entry) = v.kernel(false);
     let consts = v.constants(Entry::Factor);
     for (l, level) in levels.iter().enumerate() {
         let (xbuf, x_off, x_ld, x_stride) = if l == 0 {
@@ -360,7 +359,7 @@ pub(crate) fn record_panel(
         (out.t.buffer, Access::ReadWrite),
         (out.v.buffer, Access::ReadWrite),
     ];
-    let (source, entry) = v.kernel(Entry::Lu);
+    let (source, entry) = v.kernel(true);
     rec.dispatch(
         ctx,
         source,
