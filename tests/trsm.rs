@@ -199,7 +199,7 @@ fn every_flag_combination_with_an_ill_conditioned_matrix() {
     let ctx = ctx();
     let mut seed = 2000;
     for o in all_options() {
-        // k = 40: the register column-wise substitution (≥ 16 right-hand sides per tile).
+        // k = 40: three tiles of 16 right-hand sides, the last one partial.
         for &(n, k) in &[(64, 3), (300, 5), (100, 40)] {
             seed += 1;
             check_one(ctx, n, k, &o, Diag::Mild, seed);
@@ -486,7 +486,7 @@ fn webgpu_default_limits_take_the_32_block_variant() {
     for o in all_options() {
         seed += 1;
         check_one(&ctx, 100, 7, &o, Diag::Boosted, seed);
-        // 40 right-hand sides: the column-wise substitution with 32-row register columns.
+        // 40 right-hand sides: three tiles of 16, the last one partial, on 32-row blocks.
         check_one(&ctx, 100, 40, &o, Diag::Boosted, seed);
         let (n, k, batch) = (48, 3, 4);
         let (a, b) = random_batch(n, k, batch, &o, seed);

@@ -20,29 +20,24 @@
 // with s_*), the GEMM operand of the blocked trsm's update (a GEMM may not write the buffer it
 // reads).
 //
-// Substitution: with at least COLUMN_WISE right-hand sides, one invocation per right-hand side
-// holds its column in registers and runs down (or up) it with no barrier: y_kk = z_kk/T_kk, then
-// z_i -= T[i][kk]·y_kk for every row still to solve; with fewer, the same column-oriented order
-// spread over the workgroup (every element below row kk subtracts T[i][kk]·Y[kk][c]), one
-// barrier per row. Substitution in any order is backward stable ((T + ΔT)·y = z with
-// |ΔT| ≤ γ_w |T|, Higham, Accuracy and Stability, Thm 8.5); a zero diagonal gives IEEE inf/NaN,
-// a NaN stays in its own system.
+// Substitution, column-oriented and spread over the workgroup: after row kk is final, every
+// element still to solve subtracts T[i][kk]·Y[kk][c], one barrier per row. Substitution in any
+// order is backward stable ((T + ΔT)·y = z with |ΔT| ≤ γ_w |T|, Higham, Accuracy and Stability,
+// Thm 8.5); a zero diagonal gives IEEE inf/NaN, a NaN stays in its own system. Measured on an
+// H100 (n = 4096, k = 4096, 64-row blocks, loads four at a time): this order with 16 right-hand
+// sides per workgroup 44 µs per block; one invocation per right-hand side down its own column
+// 50 µs (16 per workgroup) and 51 µs (32); with the column in registers, slower still (73 µs).
 //
-// Workgroup storage: (NB·NB + (NB + 1)·RC)·4 bytes: 12.3 KiB at the defaults (NB = 32, RC = 64),
-// within WebGPU's 16 KiB; the Rust side picks NB = 64 only where the adapter allows it.
+// Workgroup storage: (NB·NB + (NB + 1)·RC)·4 bytes: 6.1 KiB at the defaults (NB = 32, RC = 16),
+// within WebGPU's 16 KiB; NB = 64 (20.1 KiB) only where the adapter allows it.
 
 override NB: u32 = 32u;
-override RC: u32 = 64u;
+override RC: u32 = 16u;
 override FORWARD: bool = true;
 override TRANS_A: bool = false;
 override UNIT: bool = false;
 
 const WG: u32 = 256u;
-// Right-hand sides in a workgroup from which each invocation substitutes its own column
-// (below: all rows of a step in parallel, a barrier per row). Measured on an H100, n = 4096:
-// column-wise (then from workgroup memory, 4 partial sums) 56 µs per 64-row block with 32
-// columns; row-parallel 71 µs, but with one right-hand side row-parallel is several times faster.
-const COLUMN_WISE: u32 = 16u;
 // Column stride of the tile in workgroup memory, padded by one so that the right side's loads
 // and stores (consecutive invocations on consecutive columns) do not hit one bank.
 override TS: u32 = NB + 1u;
@@ -72,7 +67,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> s: array<f32>;
 
 // T column-major (i + j·NB), the tile column-major (i + c·TS).
-var<workgroup> t_blk: array<vec4<f32>, NB * NB / 4u>;
+var<workgroup> t_blk: array<f32, NB * NB>;
 var<workgroup> tile: array<f32, TS * RC>;
 
 // Element e of a w×kc tile, ordered along the contiguous direction of X.
@@ -84,42 +79,39 @@ fn tile_coord(e: u32, kc: u32) -> vec2<u32> {
 }
 
 fn t_get(e: u32) -> f32 {
-    return t_blk[e >> 2u][e & 3u];
+    return t_blk[e];
 }
 
-// Rows 4r..4r+3 of the tile's column starting at `col`, zero from row w on.
-fn load4(col: u32, r: u32, w: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    let r0 = 4u * r;
-    if r0 < w { v.x = tile[r0 + col]; }
-    if r0 + 1u < w { v.y = tile[r0 + 1u + col]; }
-    if r0 + 2u < w { v.z = tile[r0 + 2u + col]; }
-    if r0 + 3u < w { v.w = tile[r0 + 3u + col]; }
-    return v;
-}
-
-// The rows below w of `v` back to rows 4r..4r+3 of the tile's column at `col`.
-fn store4(col: u32, r: u32, w: u32, v: vec4<f32>) {
-    let r0 = 4u * r;
-    if r0 < w { tile[r0 + col] = v.x; }
-    if r0 + 1u < w { tile[r0 + 1u + col] = v.y; }
-    if r0 + 2u < w { tile[r0 + 2u + col] = v.z; }
-    if r0 + 3u < w { tile[r0 + 3u + col] = v.w; }
-}
-
-// One substitution step on rows 4r..4r+3 of a register column: row kk becomes y (solved), the
-// rows still to solve (after kk going forward, before it going backward) lose T[i][kk]·y, the
-// solved ones are kept. Blocks wholly among the solved rows return at once (kk is uniform).
-fn eliminate(zr: vec4<f32>, r: u32, kk: u32, y: f32) -> vec4<f32> {
-    let r0 = 4u * r;
-    if (FORWARD && r0 + 3u < kk) || (!FORWARD && r0 > kk) {
-        return zr;
+// Element e (column-major, NB rows) of T's workgroup copy: A's entry inside T's triangle (and
+// its diagonal unless UNIT), 1 on a unit diagonal, 0 elsewhere and outside the w×w block. The
+// load itself is unconditional, from an address clamped into the block.
+fn t_element(e: u32, w: u32, a_base: u32) -> f32 {
+    let i = e % NB;
+    let j = e / NB;
+    let ic = min(i, w - 1u);
+    let jc = min(j, w - 1u);
+    var raw: f32;
+    if TRANS_A {
+        raw = a[a_base + jc + ic * p.lda];
+    } else {
+        raw = a[a_base + ic + jc * p.lda];
     }
-    let rows = vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u);
-    let kv = vec4<u32>(kk);
-    let live = select((rows < kv), (rows > kv), FORWARD);
-    let upd = fma(vec4<f32>(-y), t_blk[r + kk * (NB / 4u)], zr);
-    return select(select(zr, upd, live), vec4<f32>(y), rows == kv);
+    let inside = select((j > i), (j < i), FORWARD);
+    let in_block = i < w && j < w;
+    let keep = in_block && (inside || (i == j && !UNIT));
+    let one = in_block && i == j && UNIT;
+    return select(select(0.0, raw, keep), 1.0, one);
+}
+
+// Element e (< tn, clamped) of the tile in X, unconditionally loaded.
+fn x_element(e: u32, tn: u32, kc: u32, x_base: u32) -> f32 {
+    let ic = tile_coord(min(e, tn - 1u), kc);
+    return x[x_base + ic.x * p.x_rs + ic.y * p.x_cs];
+}
+
+fn tile_set(e: u32, kc: u32, v: f32) {
+    let ic = tile_coord(e, kc);
+    tile[ic.x + ic.y * TS] = v;
 }
 
 @compute @workgroup_size(WG)
@@ -134,137 +126,59 @@ fn solve_block(
     let a_base = p.a_offset + b * p.a_stride;
     let x_base = p.x_offset + b * p.x_stride + c0 * p.x_cs;
 
-    // All of T's NB×NB storage is written (zeros outside the w×w block), so the column-wise
-    // solve's vec4 reads of rows past w see zeros, never stale workgroup memory.
-    for (var e = tid; e < NB * NB; e += WG) {
-        let i = e % NB;
-        let j = e / NB;
-        var v = 0.0;
-        let inside = select((j > i), (j < i), FORWARD);
-        if i < w && j < w {
-            if inside || (i == j && !UNIT) {
-                if TRANS_A {
-                    v = a[a_base + j + i * p.lda];
-                } else {
-                    v = a[a_base + i + j * p.lda];
-                }
-            } else if i == j {
-                v = 1.0;
-            }
-        }
-        t_blk[e >> 2u][e & 3u] = v;
+    // T's NB×NB storage is written whole (zeros outside the w×w block), then the tile, four
+    // elements per invocation at a time: the four loads are unconditional (addresses clamped
+    // into A's block and X's tile, values selected after), so they are in flight together
+    // instead of one memory latency per element.
+    let tt = NB * NB;
+    for (var e = tid; e < tt; e += 4u * WG) {
+        let v0 = t_element(e, w, a_base);
+        let v1 = t_element(e + WG, w, a_base);
+        let v2 = t_element(e + 2u * WG, w, a_base);
+        let v3 = t_element(e + 3u * WG, w, a_base);
+        t_blk[e] = v0;
+        if e + WG < tt { t_blk[e + WG] = v1; }
+        if e + 2u * WG < tt { t_blk[e + 2u * WG] = v2; }
+        if e + 3u * WG < tt { t_blk[e + 3u * WG] = v3; }
     }
-    for (var e = tid; e < w * kc; e += WG) {
-        let ic = tile_coord(e, kc);
-        tile[ic.x + ic.y * TS] = x[x_base + ic.x * p.x_rs + ic.y * p.x_cs];
+    let tn = w * kc;
+    for (var e = tid; e < tn; e += 4u * WG) {
+        let v0 = x_element(e, tn, kc, x_base);
+        let v1 = x_element(e + WG, tn, kc, x_base);
+        let v2 = x_element(e + 2u * WG, tn, kc, x_base);
+        let v3 = x_element(e + 3u * WG, tn, kc, x_base);
+        tile_set(e, kc, v0);
+        if e + WG < tn { tile_set(e + WG, kc, v1); }
+        if e + 2u * WG < tn { tile_set(e + 2u * WG, kc, v2); }
+        if e + 3u * WG < tn { tile_set(e + 3u * WG, kc, v3); }
     }
     workgroupBarrier();
 
-    // Substitution, one invocation per right-hand side: each runs down (up, when backward) its
-    // own column of the tile with dot products against the rows of T, so no barrier is needed
-    // until the tile is written back. T is read by every invocation at the same address
-    // (broadcast); the tile's column stride TS = NB + 1 keeps neighbouring columns on
-    // different banks.
-    if kc >= COLUMN_WISE {
-        // One invocation per right-hand side, its column held in registers (z[r] = rows
-        // 4r..4r+3; every index below is a constant, so no driver puts z in local memory), the
-        // column-oriented order: y_kk = z_kk / T_kk, then z_i -= T[i][kk]·y_kk for the rows
-        // still to solve, those updates independent of each other. T's column kk is read as
-        // vec4 broadcasts (every invocation reads the same address). No barrier until write-back.
+    // Column-oriented substitution across the workgroup: after row kk is final, every element
+    // still to solve subtracts T[i][kk]·Y[kk][c], all in parallel, one barrier per row.
+    let first = select(w - 1u, 0u, FORWARD);
+    if !UNIT {
         for (var c = tid; c < kc; c += WG) {
-            let col = c * TS;
-            var z: array<vec4<f32>, 16>;
-            z[0] = load4(col, 0u, w);
-            if NB > 4u { z[1] = load4(col, 1u, w); }
-            if NB > 8u { z[2] = load4(col, 2u, w); z[3] = load4(col, 3u, w); }
-            if NB > 16u {
-                z[4] = load4(col, 4u, w); z[5] = load4(col, 5u, w);
-                z[6] = load4(col, 6u, w); z[7] = load4(col, 7u, w);
-            }
-            if NB > 32u {
-                z[8] = load4(col, 8u, w); z[9] = load4(col, 9u, w);
-                z[10] = load4(col, 10u, w); z[11] = load4(col, 11u, w);
-                z[12] = load4(col, 12u, w); z[13] = load4(col, 13u, w);
-                z[14] = load4(col, 14u, w); z[15] = load4(col, 15u, w);
-            }
-            for (var step = 0u; step < w; step++) {
-                let kk = select(w - 1u - step, step, FORWARD);
-                // z's vec4 holding row kk, by uniform selects (a dynamic index into z would
-                // send it to local memory), then the row itself (dynamic index into a value).
-                let kb = kk >> 2u;
-                var zk = z[0];
-                if NB > 4u { zk = select(zk, z[1], kb == 1u); }
-                if NB > 8u { zk = select(select(zk, z[2], kb == 2u), z[3], kb == 3u); }
-                if NB > 16u {
-                    zk = select(select(zk, z[4], kb == 4u), z[5], kb == 5u);
-                    zk = select(select(zk, z[6], kb == 6u), z[7], kb == 7u);
+            tile[first + c * TS] = tile[first + c * TS] / t_get(first + first * NB);
+        }
+    }
+    workgroupBarrier();
+    for (var step = 0u; step + 1u < w; step++) {
+        let kk = select(w - 1u - step, step, FORWARD);
+        let next = select(kk - 1u, kk + 1u, FORWARD);
+        for (var e = tid; e < NB * RC; e += WG) {
+            let i = e % NB;
+            let c = e / NB;
+            let live = i < w && c < kc && select((i < kk), (i > kk), FORWARD);
+            if live {
+                var v = fma(-t_get(i + kk * NB), tile[kk + c * TS], tile[i + c * TS]);
+                if !UNIT && i == next {
+                    v = v / t_get(i + i * NB);
                 }
-                if NB > 32u {
-                    zk = select(select(zk, z[8], kb == 8u), z[9], kb == 9u);
-                    zk = select(select(zk, z[10], kb == 10u), z[11], kb == 11u);
-                    zk = select(select(zk, z[12], kb == 12u), z[13], kb == 13u);
-                    zk = select(select(zk, z[14], kb == 14u), z[15], kb == 15u);
-                }
-                var y = zk[kk & 3u];
-                if !UNIT {
-                    y = y / t_get(kk + kk * NB);
-                }
-                z[0] = eliminate(z[0], 0u, kk, y);
-                if NB > 4u { z[1] = eliminate(z[1], 1u, kk, y); }
-                if NB > 8u { z[2] = eliminate(z[2], 2u, kk, y); z[3] = eliminate(z[3], 3u, kk, y); }
-                if NB > 16u {
-                    z[4] = eliminate(z[4], 4u, kk, y); z[5] = eliminate(z[5], 5u, kk, y);
-                    z[6] = eliminate(z[6], 6u, kk, y); z[7] = eliminate(z[7], 7u, kk, y);
-                }
-                if NB > 32u {
-                    z[8] = eliminate(z[8], 8u, kk, y); z[9] = eliminate(z[9], 9u, kk, y);
-                    z[10] = eliminate(z[10], 10u, kk, y); z[11] = eliminate(z[11], 11u, kk, y);
-                    z[12] = eliminate(z[12], 12u, kk, y); z[13] = eliminate(z[13], 13u, kk, y);
-                    z[14] = eliminate(z[14], 14u, kk, y); z[15] = eliminate(z[15], 15u, kk, y);
-                }
-            }
-            store4(col, 0u, w, z[0]);
-            if NB > 4u { store4(col, 1u, w, z[1]); }
-            if NB > 8u { store4(col, 2u, w, z[2]); store4(col, 3u, w, z[3]); }
-            if NB > 16u {
-                store4(col, 4u, w, z[4]); store4(col, 5u, w, z[5]);
-                store4(col, 6u, w, z[6]); store4(col, 7u, w, z[7]);
-            }
-            if NB > 32u {
-                store4(col, 8u, w, z[8]); store4(col, 9u, w, z[9]);
-                store4(col, 10u, w, z[10]); store4(col, 11u, w, z[11]);
-                store4(col, 12u, w, z[12]); store4(col, 13u, w, z[13]);
-                store4(col, 14u, w, z[14]); store4(col, 15u, w, z[15]);
+                tile[i + c * TS] = v;
             }
         }
         workgroupBarrier();
-    } else {
-        // Few right-hand sides: one invocation per column would leave the workgroup idle, so
-        // every step updates all rows below the solved one in parallel, one barrier per row.
-        let first = select(w - 1u, 0u, FORWARD);
-        if !UNIT {
-            for (var c = tid; c < kc; c += WG) {
-                tile[first + c * TS] = tile[first + c * TS] / t_get(first + first * NB);
-            }
-        }
-        workgroupBarrier();
-        for (var step = 0u; step + 1u < w; step++) {
-            let kk = select(w - 1u - step, step, FORWARD);
-            let next = select(kk - 1u, kk + 1u, FORWARD);
-            for (var e = tid; e < NB * RC; e += WG) {
-                let i = e % NB;
-                let c = e / NB;
-                let live = i < w && c < kc && select((i < kk), (i > kk), FORWARD);
-                if live {
-                    var v = fma(-t_get(i + kk * NB), tile[kk + c * TS], tile[i + c * TS]);
-                    if !UNIT && i == next {
-                        v = v / t_get(i + i * NB);
-                    }
-                    tile[i + c * TS] = v;
-                }
-            }
-            workgroupBarrier();
-        }
     }
 
     let s_base = p.s_offset + b * p.s_stride + c0 * p.s_cs;
