@@ -161,8 +161,11 @@ impl Context {
                 wgpu::Limits::default().using_resolution(adapter.limits())
             }
         };
-        let features =
+        let mut features =
             adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        if options.disable_subgroups {
+            features.remove(wgpu::Features::SUBGROUP);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("metalcore"),
