@@ -241,6 +241,7 @@ fn cases(o: &Options) -> Vec<Case> {
     for (n, k) in [(1024, 1), (1024, 1024), (4096, 1), (4096, 4096)] {
         v.push(trsm_case(n, k));
     }
+    v.push(trsm_in_place_case(4096, 4096));
     for (b, m, n) in [
         (500, 8, 8),
         (1000, 16, 16),
@@ -536,6 +537,39 @@ fn lower_triangular(n: usize, seed: u64) -> Vec<f32> {
         }
     }
     l
+}
+
+/// `trsm_in_place` into one preallocated B (each run solves the previous run's X: the
+/// timing is the same whatever the values), next to `trsm`, which allocates X per call.
+fn trsm_in_place_case(n: usize, k: usize) -> Case {
+    Case {
+        op: "trsm_in_place lower L·X = B",
+        shape: format!("{n}×{n}, k = {k}"),
+        flops: (n as f64).powi(2) * k as f64,
+        prepare: Box::new(move |ctx| {
+            let l = lower_triangular(n, 8);
+            let b = random(n * k, 9);
+            let fl = faer_mat(&l, n, n, |x| x);
+            let mut fx = faer_mat(&b, n, k, |x| x);
+            let gl = GpuMatrix::from_col_major(ctx, n, n, &l)?;
+            let gb = std::cell::RefCell::new(GpuMatrix::from_col_major(ctx, n, k, &b)?);
+            let opts = TrsmOptions::default();
+            Ok(Prepared {
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::trsm_in_place(ctx, &gl, &mut gb.borrow_mut(), &opts)
+                })),
+                cpu: Box::new(move || {
+                    faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+                        fl.as_ref(),
+                        fx.as_mut(),
+                        Par::rayon(0),
+                    );
+                    black_box(&fx);
+                }),
+                check: None,
+            })
+        }),
+    }
 }
 
 fn trsm_case(n: usize, k: usize) -> Case {
@@ -840,7 +874,10 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
         }
         return Ok(0);
     }
-    let ctx = Context::new()?;
+    let ctx = metalcore::Context::with_options(metalcore::ContextOptions {
+        disable_subgroups: std::env::var("METALCORE_EXP_NOSG").is_ok(),
+        ..Default::default()
+    })?;
     let info = ctx.adapter_info();
     println!("# metalcore benchmark\n");
     println!("- adapter: {}", ctx.describe());

@@ -20,16 +20,18 @@
 // with s_*), the GEMM operand of the blocked trsm's update (a GEMM may not write the buffer it
 // reads).
 //
-// Substitution, column-oriented and spread over the workgroup: after row kk is final, every
-// element still to solve subtracts T[i][kk]·Y[kk][c], one barrier per row. Substitution in any
-// order is backward stable ((T + ΔT)·y = z with |ΔT| ≤ γ_w |T|, Higham, Accuracy and Stability,
-// Thm 8.5); a zero diagonal gives IEEE inf/NaN, a NaN stays in its own system. Measured on an
-// H100 (n = 4096, k = 4096, 64-row blocks, loads four at a time): this order with 16 right-hand
-// sides per workgroup 44 µs per block; one invocation per right-hand side down its own column
-// 50 µs (16 per workgroup) and 51 µs (32); with the column in registers, slower still (73 µs).
+// Substitution, column-oriented, one barrier per row: invocation (c, g) holds rows g, g + RG, …
+// of right-hand side c in registers; after row kk is solved (by the invocation holding it, which
+// publishes y_kk in workgroup memory), every row still to solve subtracts T[i][kk]·y_kk.
+// Substitution in any order is backward stable ((T + ΔT)·y = z with |ΔT| ≤ γ_w |T|, Higham,
+// Accuracy and Stability, Thm 8.5); a zero diagonal gives IEEE inf/NaN, a NaN stays in its own
+// system. Measured on an H100 (n = 4096, k = 4096, 64-row blocks): 24 µs per block with the
+// rows in registers and 16 right-hand sides per workgroup (8 per workgroup: 33 µs); the same
+// order through workgroup memory, one element per invocation and step, 44 µs; one invocation
+// per right-hand side down its own column 50 µs; that column in registers 73 µs.
 //
-// Workgroup storage: (NB·NB + (NB + 1)·RC)·4 bytes: 6.1 KiB at the defaults (NB = 32, RC = 16),
-// within WebGPU's 16 KiB; NB = 64 (20.1 KiB) only where the adapter allows it.
+// Workgroup storage: (NB·NB + (NB + 3)·RC)·4 bytes: 6.2 KiB at the defaults (NB = 32, RC = 16),
+// within WebGPU's 16 KiB; NB = 64 (20.2 KiB) only where the adapter allows it.
 
 override NB: u32 = 32u;
 override RC: u32 = 16u;
@@ -41,6 +43,8 @@ const WG: u32 = 256u;
 // Column stride of the tile in workgroup memory, padded by one so that the right side's loads
 // and stores (consecutive invocations on consecutive columns) do not hit one bank.
 override TS: u32 = NB + 1u;
+// Row groups: invocations per right-hand side.
+override RG: u32 = WG / RC;
 
 struct Params {
     w: u32,             // order of T
@@ -69,6 +73,8 @@ struct Params {
 // T column-major (i + j·NB), the tile column-major (i + c·TS).
 var<workgroup> t_blk: array<f32, NB * NB>;
 var<workgroup> tile: array<f32, TS * RC>;
+// The last solved row of each right-hand side, double-buffered.
+var<workgroup> ys: array<f32, 2u * RC>;
 
 // Element e of a w×kc tile, ordered along the contiguous direction of X.
 fn tile_coord(e: u32, kc: u32) -> vec2<u32> {
@@ -114,6 +120,38 @@ fn tile_set(e: u32, kc: u32, v: f32) {
     tile[ic.x + ic.y * TS] = v;
 }
 
+// Row i of the tile's column c (0 past row w).
+fn tile_row(i: u32, c: u32, w: u32) -> f32 {
+    if i < w {
+        return tile[i + c * TS];
+    }
+    return 0.0;
+}
+
+fn tile_put(i: u32, c: u32, w: u32, v: f32) {
+    if i < w {
+        tile[i + c * TS] = v;
+    }
+}
+
+// Row i once everything before it (in substitution order) is subtracted: divided by T_ii.
+fn solve_row(z: f32, i: u32) -> f32 {
+    if UNIT {
+        return z;
+    }
+    return z / t_get(i + i * NB);
+}
+
+// Row i of a right-hand side after step kk: minus T[i][kk]·y when row i is still to solve
+// (after kk going forward, before it going backward, and inside the block).
+fn eliminate(z: f32, i: u32, kk: u32, y: f32, w: u32) -> f32 {
+    let todo = i < w && select((i < kk), (i > kk), FORWARD);
+    if todo {
+        return fma(-t_get(i + kk * NB), y, z);
+    }
+    return z;
+}
+
 @compute @workgroup_size(WG)
 fn solve_block(
     @builtin(local_invocation_index) tid: u32,
@@ -154,32 +192,62 @@ fn solve_block(
     }
     workgroupBarrier();
 
-    // Column-oriented substitution across the workgroup: after row kk is final, every element
-    // still to solve subtracts T[i][kk]·Y[kk][c], all in parallel, one barrier per row.
+    // Column-oriented substitution with the tile in registers: invocation (c, g) = (tid % RC,
+    // tid / RC) holds rows g, g + RG, g + 2·RG, g + 3·RG of right-hand side c (RG = WG / RC row
+    // groups, NB ≤ 4·RG). Step kk: every invocation reads y_kk of its column (published in
+    // workgroup memory by the owner of row kk) and subtracts T[i][kk]·y_kk from its rows still
+    // to solve; the owner of the next row then divides it by the diagonal and publishes it.
+    // One barrier per row, and on its critical path one shared load, one FMA, one division and
+    // one shared store (y double-buffered, so nobody overwrites a value still being read).
+    let c = tid % RC;
+    let g = tid / RC;
+    var z0 = 0.0;
+    var z1 = 0.0;
+    var z2 = 0.0;
+    var z3 = 0.0;
+    if c < kc {
+        z0 = tile_row(g, c, w);
+        if NB > RG { z1 = tile_row(g + RG, c, w); }
+        if NB > 2u * RG { z2 = tile_row(g + 2u * RG, c, w); }
+        if NB > 3u * RG { z3 = tile_row(g + 3u * RG, c, w); }
+    }
     let first = select(w - 1u, 0u, FORWARD);
-    if !UNIT {
-        for (var c = tid; c < kc; c += WG) {
-            tile[first + c * TS] = tile[first + c * TS] / t_get(first + first * NB);
-        }
+    if g == first % RG {
+        let u = first / RG;
+        let yf = solve_row(select(select(select(z0, z1, u == 1u), z2, u == 2u), z3, u == 3u), first);
+        z0 = select(z0, yf, u == 0u);
+        z1 = select(z1, yf, u == 1u);
+        z2 = select(z2, yf, u == 2u);
+        z3 = select(z3, yf, u == 3u);
+        ys[c] = yf;
     }
     workgroupBarrier();
     for (var step = 0u; step + 1u < w; step++) {
         let kk = select(w - 1u - step, step, FORWARD);
         let next = select(kk - 1u, kk + 1u, FORWARD);
-        for (var e = tid; e < NB * RC; e += WG) {
-            let i = e % NB;
-            let c = e / NB;
-            let live = i < w && c < kc && select((i < kk), (i > kk), FORWARD);
-            if live {
-                var v = fma(-t_get(i + kk * NB), tile[kk + c * TS], tile[i + c * TS]);
-                if !UNIT && i == next {
-                    v = v / t_get(i + i * NB);
-                }
-                tile[i + c * TS] = v;
-            }
+        let y = ys[(step % 2u) * RC + c];
+        z0 = eliminate(z0, g, kk, y, w);
+        if NB > RG { z1 = eliminate(z1, g + RG, kk, y, w); }
+        if NB > 2u * RG { z2 = eliminate(z2, g + 2u * RG, kk, y, w); }
+        if NB > 3u * RG { z3 = eliminate(z3, g + 3u * RG, kk, y, w); }
+        if g == next % RG {
+            let u = next / RG;
+            let yn = solve_row(select(select(select(z0, z1, u == 1u), z2, u == 2u), z3, u == 3u), next);
+            z0 = select(z0, yn, u == 0u);
+            z1 = select(z1, yn, u == 1u);
+            z2 = select(z2, yn, u == 2u);
+            z3 = select(z3, yn, u == 3u);
+            ys[((step + 1u) % 2u) * RC + c] = yn;
         }
         workgroupBarrier();
     }
+    if c < kc {
+        tile_put(g, c, w, z0);
+        if NB > RG { tile_put(g + RG, c, w, z1); }
+        if NB > 2u * RG { tile_put(g + 2u * RG, c, w, z2); }
+        if NB > 3u * RG { tile_put(g + 3u * RG, c, w, z3); }
+    }
+    workgroupBarrier();
 
     let s_base = p.s_offset + b * p.s_stride + c0 * p.s_cs;
     for (var e = tid; e < w * kc; e += WG) {

@@ -44,11 +44,11 @@ pub(crate) struct Variant {
 impl Variant {
     /// Workgroup storage the variant declares, in bytes.
     pub fn storage_bytes(self) -> u32 {
-        ((self.nb * self.nb + (self.nb + 1) * self.rc) * 4) as u32
+        ((self.nb * self.nb + (self.nb + 3) * self.rc) * 4) as u32
     }
 
     /// The largest block order this adapter runs: 64 where its workgroup storage allows
-    /// (20.1 KiB), else 32 (6.1 KiB, within WebGPU's default 16 KiB).
+    /// (20.2 KiB), else 32 (6.2 KiB, within WebGPU's default 16 KiB).
     pub fn max_block(ctx: &Context) -> usize {
         if ctx.fits_workgroup(Self::for_block(64, usize::MAX).storage_bytes(), WG) {
             64

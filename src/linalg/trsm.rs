@@ -12,7 +12,7 @@
 //! runs forward or backward accordingly. X starts as a copy of B and is solved in place.
 //!
 //! The solve of a range of rows of T is recursive. A range of at most nb rows (nb = 64 where the
-//! adapter offers 20.1 KiB of workgroup storage, else 32) is a *diagonal block*: one workgroup
+//! adapter offers 20.2 KiB of workgroup storage, else 32) is a *diagonal block*: one workgroup
 //! per chunk of right-hand sides holds T_jj and the chunk in workgroup memory and solves it by
 //! substitution (`solve_block`), writing X_j in place and into a workspace. A longer range is
 //! split in two, `first` and `second` in substitution order (first = the upper rows when T is
