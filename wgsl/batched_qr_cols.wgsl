@@ -323,6 +323,17 @@ fn stage_r(r: mat4x4<f32>, q: u32, b4: u32, j: u32) {
     if vec_on(q, 3u) { st[b4 + 4u * q + 3u] = select(zero, r[3], rows_of(q, 3u) <= jv); }
 }
 
+// Element e of the workgroup's matrices (consecutive, column-major) to the staging area, when
+// e < total.
+fn stage_a(e: u32, total: u32, x: f32) {
+    if e < total {
+        let mn = M * N;
+        let t = e / mn;
+        let r = e % mn;
+        st_set(t * PER + (r % M) + (r / M) * LDA, x);
+    }
+}
+
 @compute @workgroup_size(WG)
 fn qr_columns(
     @builtin(local_invocation_index) lid: u32,
@@ -338,11 +349,28 @@ fn qr_columns(
 
     // Load: the workgroup's matrices are consecutive in memory, read with consecutive lanes.
     let mn = M * N;
+    // Eight loads in flight per lane (unconditional, from addresses clamped into the
+    // workgroup's matrices), not one memory latency per element.
     let src = p.a_offset + first * mn;
-    for (var e = lid; e < count * mn; e += WG) {
-        let t = e / mn;
-        let r = e % mn;
-        st_set(t * PER + (r % M) + (r / M) * LDA, a_in[src + e]);
+    let total = count * mn;
+    let last = src + max(total, 1u) - 1u;
+    for (var e = lid; e < total; e += 8u * WG) {
+        let v0 = a_in[min(src + e, last)];
+        let v1 = a_in[min(src + e + WG, last)];
+        let v2 = a_in[min(src + e + 2u * WG, last)];
+        let v3 = a_in[min(src + e + 3u * WG, last)];
+        let v4 = a_in[min(src + e + 4u * WG, last)];
+        let v5 = a_in[min(src + e + 5u * WG, last)];
+        let v6 = a_in[min(src + e + 6u * WG, last)];
+        let v7 = a_in[min(src + e + 7u * WG, last)];
+        stage_a(e, total, v0);
+        stage_a(e + WG, total, v1);
+        stage_a(e + 2u * WG, total, v2);
+        stage_a(e + 3u * WG, total, v3);
+        stage_a(e + 4u * WG, total, v4);
+        stage_a(e + 5u * WG, total, v5);
+        stage_a(e + 6u * WG, total, v6);
+        stage_a(e + 7u * WG, total, v7);
     }
     // Rows M .. (the next multiple of 4) are read as part of the last vec4: zeros.
     if live && j < N {
