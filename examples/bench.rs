@@ -41,9 +41,10 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
   --list       print the rows that would run, and exit
   --panel P    QR panel algorithm: auto (default), one (one workgroup) or tsqr
   --tsqr-rows N  rows per TSQR block (default: the library's)
+  --block N    QR outer panel width (default: the library's)
 ";
 
-/// The QR options every QR row runs with (`--panel`, `--tsqr-rows`).
+/// The QR options every QR row runs with (`--panel`, `--tsqr-rows`, `--block`).
 static QR_OPTIONS: std::sync::OnceLock<QrOptions> = std::sync::OnceLock::new();
 
 fn qr_options() -> QrOptions {
@@ -112,6 +113,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--tsqr-rows" => {
                 qr_opts.tsqr_block_rows = Some(count("--tsqr-rows", value("--tsqr-rows")?)?)
             }
+            "--block" => qr_opts.block_size = Some(count("--block", value("--block")?)?),
             other => return Err(format!("unknown argument {other:?} (see `bench --help`)")),
         }
     }

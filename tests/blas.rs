@@ -121,9 +121,11 @@ fn gemm_all_transposes_odd_sizes() {
         (127, 64, 130),
         (64, 127, 1),
         (3, 200, 257),
-        // Both dimensions >= 128: the 128×128 gemm_large variant, full and ragged tiles.
+        // Both dimensions >= 128 but fewer than 128 whole 128×128 tiles: the 64×64 variant.
         (128, 128, 16),
         (257, 131, 45),
+        // 16·8 = 128 whole 128×128 tiles: the gemm_large variant, with ragged edges.
+        (2053, 1027, 9),
     ] {
         for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
             seed += 1;
@@ -136,7 +138,7 @@ fn gemm_all_transposes_odd_sizes() {
 fn gemm_with_zero_beta_overwrites_poisoned_output() {
     let ctx = ctx();
     let mut rng = Rng::new(5);
-    let (m, n, k) = (170, 167, 33); // gemm_large with ragged edges
+    let (m, n, k) = (2053, 1027, 9); // gemm_large (128 whole tiles) with ragged edges
     let a = rng.normal_vec(m * k);
     let b = rng.normal_vec(k * n);
     let ga = GpuMatrix::from_col_major(ctx, m, k, &a).unwrap();

@@ -7,7 +7,8 @@
 //
 // Entry points, same parameters:
 //   gemm        64×64 outputs per workgroup of 16×16 invocations, 4×4 register tile each,
-//               K step 16; 8.3 KiB of workgroup storage. For small or thin products.
+//               K step 16, the next K tile prefetched into registers; 8.3 KiB of workgroup
+//               storage. For products whose 128×128 tiles would not fill the GPU.
 //   gemm_large  128×128 outputs per workgroup of 256 invocations, 8×8 register tile each
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
@@ -102,29 +103,47 @@ fn gemm(
     var c31 = 0.0;
     var c32 = 0.0;
     var c33 = 0.0;
+    // Where this invocation's 4 elements of each tile go (along the operand's contiguous
+    // direction: down K for a transposed operand). The next K tile is prefetched into registers
+    // while the current one is multiplied, as in gemm_large: one memory latency per launch
+    // instead of one per K step (most launches of this kernel have a short K).
+    let ai = select(tid % BM, tid / BK, TRANS_A);
+    let ak = select(tid / BM, tid % BK, TRANS_A);
+    let ai_step = select(0u, 16u, TRANS_A);
+    let ak_step = select(4u, 0u, TRANS_A);
+    let bj = select(tid / BK, tid % BN, TRANS_B);
+    let bk = select(tid % BK, tid / BN, TRANS_B);
+    let bj_step = select(16u, 0u, TRANS_B);
+    let bk_step = select(0u, 4u, TRANS_B);
+    var pa0 = load_a(a_base, row0 + ai, ak);
+    var pa1 = load_a(a_base, row0 + ai + ai_step, ak + ak_step);
+    var pa2 = load_a(a_base, row0 + ai + 2u * ai_step, ak + 2u * ak_step);
+    var pa3 = load_a(a_base, row0 + ai + 3u * ai_step, ak + 3u * ak_step);
+    var pb0 = load_b(b_base, bk, col0 + bj);
+    var pb1 = load_b(b_base, bk + bk_step, col0 + bj + bj_step);
+    var pb2 = load_b(b_base, bk + 2u * bk_step, col0 + bj + 2u * bj_step);
+    var pb3 = load_b(b_base, bk + 3u * bk_step, col0 + bj + 3u * bj_step);
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // 256 invocations load 4 elements of each tile, along the operand's contiguous direction.
-        for (var r = 0u; r < 4u; r++) {
-            if TRANS_A {
-                let kl = tid % BK;
-                let il = tid / BK + 16u * r;
-                tile_a[kl][il] = load_a(a_base, row0 + il, k0 + kl);
-            } else {
-                let il = tid % BM;
-                let kl = tid / BM + 4u * r;
-                tile_a[kl][il] = load_a(a_base, row0 + il, k0 + kl);
-            }
-            if TRANS_B {
-                let jl = tid % BN;
-                let kl = tid / BN + 4u * r;
-                tile_b[kl][jl] = load_b(b_base, k0 + kl, col0 + jl);
-            } else {
-                let kl = tid % BK;
-                let jl = tid / BK + 16u * r;
-                tile_b[kl][jl] = load_b(b_base, k0 + kl, col0 + jl);
-            }
-        }
+        tile_a[ak][ai] = pa0;
+        tile_a[ak + ak_step][ai + ai_step] = pa1;
+        tile_a[ak + 2u * ak_step][ai + 2u * ai_step] = pa2;
+        tile_a[ak + 3u * ak_step][ai + 3u * ai_step] = pa3;
+        tile_b[bk][bj] = pb0;
+        tile_b[bk + bk_step][bj + bj_step] = pb1;
+        tile_b[bk + 2u * bk_step][bj + 2u * bj_step] = pb2;
+        tile_b[bk + 3u * bk_step][bj + 3u * bj_step] = pb3;
         workgroupBarrier();
+        let k1 = k0 + BK;
+        if k1 < p.k {
+            pa0 = load_a(a_base, row0 + ai, k1 + ak);
+            pa1 = load_a(a_base, row0 + ai + ai_step, k1 + ak + ak_step);
+            pa2 = load_a(a_base, row0 + ai + 2u * ai_step, k1 + ak + 2u * ak_step);
+            pa3 = load_a(a_base, row0 + ai + 3u * ai_step, k1 + ak + 3u * ak_step);
+            pb0 = load_b(b_base, k1 + bk, col0 + bj);
+            pb1 = load_b(b_base, k1 + bk + bk_step, col0 + bj + bj_step);
+            pb2 = load_b(b_base, k1 + bk + 2u * bk_step, col0 + bj + 2u * bj_step);
+            pb3 = load_b(b_base, k1 + bk + 3u * bk_step, col0 + bj + 3u * bj_step);
+        }
         for (var kk = 0u; kk < BK; kk++) {
             let a0 = tile_a[kk][lid.x + 0u];
             let a1 = tile_a[kk][lid.x + 16u];
