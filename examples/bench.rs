@@ -9,7 +9,9 @@
 //! ```
 //!
 //! GPU time is the wall time of the call plus `Context::synchronize()`, with inputs already on
-//! the GPU and nothing read back. Each row is checked once against a CPU result before it is
+//! the GPU and nothing read back; the span column is the GPU's own time for the call's
+//! submission (timestamps before its first and after its last command), where the adapter has
+//! timestamp queries. Each row is checked once against a CPU result before it is
 //! timed (the `check` column), so the table never times a wrong answer. Rows whose operation is
 //! not in this build show its CPU time and `not in this build`.
 
@@ -38,6 +40,7 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
   --warmup N   untimed runs first (default 2)
   --no-check   skip the correctness check of each row
   --no-cpu     skip the faer timings
+  --no-subgroups  only the portable kernels (ContextOptions::disable_subgroups)
   --list       print the rows that would run, and exit
   --panel P    QR panel algorithm: auto (default), one (one workgroup) or tsqr
   --tsqr-rows N  rows per TSQR block (default: the library's)
@@ -59,6 +62,7 @@ struct Options {
     warmup: usize,
     check: bool,
     cpu: bool,
+    no_subgroups: bool,
     list: bool,
 }
 
@@ -71,6 +75,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         warmup: 2,
         check: true,
         cpu: true,
+        no_subgroups: false,
         list: false,
     };
     let (mut runs, mut warmup) = (None, None);
@@ -98,6 +103,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--large" => o.large = true,
             "--no-check" => o.check = false,
             "--no-cpu" => o.cpu = false,
+            "--no-subgroups" => o.no_subgroups = true,
             "--list" => o.list = true,
             "--only" => o.only.push(value("--only")?),
             "--runs" => runs = Some(count("--runs", value("--runs")?)?),
@@ -809,17 +815,28 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn time_gpu(ctx: &Context, f: &mut GpuFn, o: &Options) -> metalcore::Result<Duration> {
+/// Median wall time (call + synchronize) and, where the adapter has timestamp queries, median
+/// GPU time of the call's (last) submission.
+fn time_gpu(
+    ctx: &Context,
+    f: &mut GpuFn,
+    o: &Options,
+) -> metalcore::Result<(Duration, Option<Duration>)> {
     let mut times = Vec::with_capacity(o.runs);
+    let mut spans = Vec::with_capacity(o.runs);
     for i in 0..o.warmup + o.runs {
         let t = Instant::now();
         f(ctx)?;
         ctx.synchronize()?;
+        let wall = t.elapsed();
+        let span = ctx.last_gpu_time()?;
         if i >= o.warmup {
-            times.push(t.elapsed());
+            times.push(wall);
+            spans.extend(span);
         }
     }
-    Ok(median(times))
+    let span = (spans.len() == times.len()).then(|| median(spans));
+    Ok((median(times), span))
 }
 
 fn time_cpu(f: &mut CpuFn, o: &Options) -> Duration {
@@ -877,7 +894,8 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
         return Ok(0);
     }
     let ctx = metalcore::Context::with_options(metalcore::ContextOptions {
-        disable_subgroups: std::env::var("METALCORE_EXP_NOSG").is_ok(),
+        disable_subgroups: o.no_subgroups,
+        gpu_timing: true,
         ..Default::default()
     })?;
     let info = ctx.adapter_info();
@@ -895,13 +913,14 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
         cpu_model()
     );
     println!(
-        "- GPU time: wall time of the call plus `Context::synchronize()`, inputs already on the \
-         GPU, nothing read back (no GPU timestamp queries: metalcore records its passes inside \
-         the library{})",
+        "- GPU ms: wall time of the call plus `Context::synchronize()`, inputs already on the \
+         GPU, nothing read back; span ms: GPU timestamps from the first to the end of the last \
+         command of the call's submission (`ContextOptions::gpu_timing`; device time, as CUDA \
+         events measure it){}",
         if ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-            ", though this adapter has them"
-        } else {
             ""
+        } else {
+            " — not on this adapter (no timestamp queries)"
         }
     );
     println!(
@@ -909,12 +928,13 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
          the GPU result against an f64 CPU computation\n",
         o.runs, o.warmup
     );
-    println!("| operation | shape | GPU ms | GPU GFLOP/s | faer ms | speedup | check |");
-    println!("|---|---|--:|--:|--:|--:|---|");
+    println!("| operation | shape | GPU ms | span ms | GPU GFLOP/s | faer ms | speedup | check |");
+    println!("|---|---|--:|--:|--:|--:|--:|---|");
     let mut failed = 0;
     for case in selected {
         let label = (case.op, case.shape.clone());
         let gpu_ms;
+        let mut span_ms = String::from("—");
         let mut gflops = String::from("—");
         let mut cpu_ms = String::from("—");
         let mut speedup = String::from("—");
@@ -949,8 +969,11 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
                 match p.gpu.as_mut() {
                     None => gpu_ms = "not in this build".into(),
                     Some(f) => match time_gpu(&ctx, f, o) {
-                        Ok(t) => {
+                        Ok((t, span)) => {
                             gpu_ms = fmt_ms(t);
+                            if let Some(s) = span {
+                                span_ms = fmt_ms(s);
+                            }
                             gflops = fmt_rate(case.flops / t.as_secs_f64() / 1e9);
                             gpu_time = Some(t);
                         }
@@ -970,7 +993,7 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
             }
         }
         println!(
-            "| {} | {} | {gpu_ms} | {gflops} | {cpu_ms} | {speedup} | {check} |",
+            "| {} | {} | {gpu_ms} | {span_ms} | {gflops} | {cpu_ms} | {speedup} | {check} |",
             label.0, label.1
         );
     }

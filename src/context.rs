@@ -48,6 +48,12 @@ pub struct ContextOptions {
     /// correct and backward stable under any value; this only moves the balance between
     /// parallelism and launch latency (see the `trsm` module docs), for tuning and tests.
     pub trsm_split_min: Option<usize>,
+    /// Write a GPU timestamp at the start and at the end of every submission (where the
+    /// adapter has timestamp queries), so that [`Context::last_gpu_time`] can report how long
+    /// the GPU took from the first command of the last submission to the end of its last:
+    /// device time, as CUDA events measure it, without the host's recording, submission and
+    /// wait. Costs two empty passes and an 16-byte read-back per submission.
+    pub gpu_timing: bool,
 }
 
 /// A WGSL kernel family: one file under `wgsl/`, compiled in.
@@ -115,6 +121,10 @@ pub struct Context {
     /// `METALCORE_PROFILE` set and timestamp queries available: every submission times each
     /// dispatch in its own pass and prints the totals per kernel entry to stderr.
     profile: bool,
+    /// [`ContextOptions::gpu_timing`] and timestamp queries available.
+    gpu_timing: bool,
+    /// The last submission's two timestamps, resolved into a mappable buffer.
+    last_timing: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -180,6 +190,8 @@ impl Context {
             })?;
         let mut ctx = Self::assemble(device, queue, info);
         ctx.trsm_split_min = options.trsm_split_min;
+        ctx.gpu_timing =
+            options.gpu_timing && ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let sink = ctx.uncaptured.clone();
         ctx.device
             .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -219,6 +231,8 @@ impl Context {
             scratch: Mutex::new(HashMap::new()),
             profile: std::env::var_os("METALCORE_PROFILE").is_some()
                 && features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            gpu_timing: false,
+            last_timing: Mutex::new(None),
         }
     }
 
@@ -514,6 +528,32 @@ impl Context {
             .clear();
     }
 
+    /// GPU time of the last submission, from its first command to the end of its last (see
+    /// [`ContextOptions::gpu_timing`]); waits for it to finish. `None` when timing is off, the
+    /// adapter has no timestamp queries, or nothing was submitted since the last call.
+    pub fn last_gpu_time(&self) -> Result<Option<std::time::Duration>> {
+        let Some(staging) = self
+            .last_timing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(None);
+        };
+        staging.map_async(wgpu::MapMode::Read, .., |_| {});
+        self.synchronize()?;
+        let ticks: Vec<u64> = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
+                what: "gpu timestamps",
+                message: e.to_string(),
+            })?;
+            bytemuck::pod_collect_to_vec(&view)
+        };
+        let ns =
+            ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.queue.get_timestamp_period());
+        Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
+    }
+
     /// Records the commands into one encoder and submits them once. Validation errors raised by
     /// wgpu while recording are returned as [`Error::Gpu`] naming the operation.
     pub(crate) fn submit(&self, rec: Recorder) -> Result<()> {
@@ -539,6 +579,27 @@ impl Context {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
         if self.profile {
             return self.submit_profiled(op, rec, encoder, &uniform, scope);
+        }
+        let timing = self.gpu_timing.then(|| {
+            self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("metalcore gpu timing"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            })
+        });
+        // Empty passes that only write the timestamps: before everything, after everything.
+        let stamp = |encoder: &mut wgpu::CommandEncoder, set: &wgpu::QuerySet, end: bool| {
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("metalcore gpu timing"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: (!end).then_some(0),
+                    end_of_pass_write_index: end.then_some(1),
+                }),
+            });
+        };
+        if let Some(set) = &timing {
+            stamp(&mut encoder, set, false);
         }
         let mut i = 0;
         while i < rec.commands.len() {
@@ -567,6 +628,24 @@ impl Context {
                     }
                 }
             }
+        }
+        if let Some(set) = &timing {
+            stamp(&mut encoder, set, true);
+            let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("metalcore gpu timing resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("metalcore gpu timing read-back"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            encoder.resolve_query_set(set, 0..2, &resolve, 0);
+            encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
+            *self.last_timing.lock().unwrap_or_else(|e| e.into_inner()) = Some(staging);
         }
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);

@@ -214,3 +214,34 @@ fn gemm_split_k_for_skinny_outputs_with_deep_k() {
         scale,
     );
 }
+
+#[test]
+fn gpu_timing_reports_the_last_submission() {
+    let ctx = metalcore::Context::with_options(metalcore::ContextOptions {
+        gpu_timing: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let has = ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    assert_eq!(ctx.last_gpu_time().unwrap(), None, "nothing submitted yet");
+    let mut rng = Rng::new(77);
+    let (m, n, k) = (300, 200, 100);
+    let ga = GpuMatrix::from_col_major(&ctx, m, k, &rng.normal_vec(m * k)).unwrap();
+    let gb = GpuMatrix::from_col_major(&ctx, k, n, &rng.normal_vec(k * n)).unwrap();
+    let mut gc = GpuMatrix::filled(&ctx, m, n, 0.0).unwrap();
+    gemm(&ctx, 1.0, &ga, false, &gb, false, 0.0, &mut gc).unwrap();
+    let t = ctx.last_gpu_time().unwrap();
+    assert_eq!(
+        t.is_some(),
+        has,
+        "a time exactly where the adapter has timestamp queries"
+    );
+    if let Some(t) = t {
+        // A 300×200×100 product takes some time, and far less than a minute, on any adapter.
+        assert!(
+            t > std::time::Duration::ZERO && t < std::time::Duration::from_secs(60),
+            "{t:?}"
+        );
+    }
+    assert_eq!(ctx.last_gpu_time().unwrap(), None, "read once");
+}
