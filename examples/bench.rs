@@ -37,7 +37,8 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
                matmul 8192²)
   --only TEXT  keep rows whose \"operation shape\" contains TEXT (repeatable: any of them)
   --runs N     timed runs per row (default 5; the median is shown)
-  --warmup N   untimed runs first (default 2)
+  --warmup N   untimed runs first (default 2; more until 0.3 s has passed, so that the GPU
+               clock is up)
   --no-check   skip the correctness check of each row
   --no-cpu     skip the faer timings
   --no-subgroups  only the portable kernels (ContextOptions::disable_subgroups)
@@ -822,18 +823,28 @@ fn time_gpu(
     f: &mut GpuFn,
     o: &Options,
 ) -> metalcore::Result<(Duration, Option<Duration>)> {
+    // Warm-up: the given number of runs, and then more until WARM_FOR has passed (at most
+    // WARM_MAX_RUNS). A GPU left idle (say, during the CPU check of the previous row) drops its
+    // clock — an H100 to 375 MHz — and a few short runs do not bring it back: a trsm timed
+    // right after a long CPU check came out at 12.4 ms of GPU time instead of 4.7.
+    const WARM_FOR: Duration = Duration::from_millis(300);
+    const WARM_MAX_RUNS: usize = 200;
+    let start = Instant::now();
+    let mut i = 0;
+    while i < o.warmup || (i < WARM_MAX_RUNS && start.elapsed() < WARM_FOR) {
+        f(ctx)?;
+        ctx.synchronize()?;
+        ctx.last_gpu_time()?;
+        i += 1;
+    }
     let mut times = Vec::with_capacity(o.runs);
     let mut spans = Vec::with_capacity(o.runs);
-    for i in 0..o.warmup + o.runs {
+    for _ in 0..o.runs {
         let t = Instant::now();
         f(ctx)?;
         ctx.synchronize()?;
-        let wall = t.elapsed();
-        let span = ctx.last_gpu_time()?;
-        if i >= o.warmup {
-            times.push(wall);
-            spans.extend(span);
-        }
+        times.push(t.elapsed());
+        spans.extend(ctx.last_gpu_time()?);
     }
     let span = (spans.len() == times.len()).then(|| median(spans));
     Ok((median(times), span))
@@ -924,8 +935,8 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
         }
     );
     println!(
-        "- medians of {} runs after {} warm-up run(s); speedup = faer time / GPU time; check = \
-         the GPU result against an f64 CPU computation\n",
+        "- medians of {} runs after at least {} warm-up run(s) and 0.3 s of them (GPU rows); \
+         speedup = faer time / GPU time; check = the GPU result against an f64 CPU computation\n",
         o.runs, o.warmup
     );
     println!("| operation | shape | GPU ms | span ms | GPU GFLOP/s | faer ms | speedup | check |");
