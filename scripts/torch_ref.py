@@ -1,14 +1,17 @@
 # CUDA-library reference timings (cuSOLVER / cuBLAS through PyTorch) for the rows of issue 8,
 # GPU only, f32, TF32 off, medians of CUDA-event timings. Run on the lent GPU machine:
 #   python3 scripts/torch_ref.py
-import statistics, torch
+import statistics, time, torch
 torch.backends.cuda.matmul.allow_tf32 = False
 dev = 'cuda'
 
 def t(fn, reps=10, warm=3):
-    for _ in range(warm):
+    # At least `warm` runs and 0.3 s of them, so the GPU clock is up (as examples/bench does).
+    start, i = time.perf_counter(), 0
+    while i < warm or (i < 200 and time.perf_counter() - start < 0.3):
         fn()
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        i += 1
     ts = []
     for _ in range(reps):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
