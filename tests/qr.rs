@@ -487,36 +487,70 @@ fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
         (300, 90, 128, 100),
     ] {
         let a = random(m, n, 1300 + m as u64);
-        let opts = |panel| QrOptions {
-            block_size: Some(nb),
-            panel,
-            tsqr_block_rows: Some(rows),
-        };
-        let one = geqrf(
-            ctx,
-            &upload_to(ctx, &a),
-            &opts(PanelAlgorithm::OneWorkgroup),
-        )
-        .unwrap();
-        let ts = geqrf(ctx, &upload_to(ctx, &a), &opts(PanelAlgorithm::Tsqr)).unwrap();
-        let tol = 32.0 * m as f64 * EPS;
-        let scale = a.max_abs() * (m as f64).sqrt();
-        let (rv1, rv2) = (download_from(ctx, &one.rv), download_from(ctx, &ts.rv));
-        for j in 0..n {
-            for i in 0..m {
-                let s = if i <= j { scale } else { 1.0 };
-                let d = (rv1[(i, j)] - rv2[(i, j)]).abs();
-                assert!(
-                    d <= tol * s,
-                    "{m}×{n} nb={nb}: rv[{i},{j}] {} vs {}",
-                    rv1[(i, j)],
-                    rv2[(i, j)]
-                );
-            }
+        compare_tsqr_one_workgroup(ctx, &a, nb, rows);
+    }
+}
+
+/// Factors `a` with TSQR panels and with one-workgroup panels and compares rv, tau and T entry
+/// by entry (bounds argued in `tsqr_against_one_workgroup`); returns (rv, tau) of the TSQR run.
+fn compare_tsqr_one_workgroup(
+    ctx: &metalcore::Context,
+    a: &Mat,
+    nb: usize,
+    rows: usize,
+) -> (Mat, Mat) {
+    let (m, n) = (a.rows, a.cols);
+    let opts = |panel| QrOptions {
+        block_size: Some(nb),
+        panel,
+        tsqr_block_rows: Some(rows),
+    };
+    let one = geqrf(ctx, &upload_to(ctx, a), &opts(PanelAlgorithm::OneWorkgroup)).unwrap();
+    let ts = geqrf(ctx, &upload_to(ctx, a), &opts(PanelAlgorithm::Tsqr)).unwrap();
+    let tol = 32.0 * m as f64 * EPS;
+    let scale = a.max_abs() * (m as f64).sqrt();
+    let (rv1, rv2) = (download_from(ctx, &one.rv), download_from(ctx, &ts.rv));
+    for j in 0..n {
+        for i in 0..m {
+            let s = if i <= j { scale } else { 1.0 };
+            let d = (rv1[(i, j)] - rv2[(i, j)]).abs();
+            assert!(
+                d <= tol * s,
+                "{m}×{n} nb={nb}: rv[{i},{j}] {} vs {}",
+                rv1[(i, j)],
+                rv2[(i, j)]
+            );
         }
-        for (what, x, y) in [("tau", &one.tau, &ts.tau), ("T", &one.t, &ts.t)] {
-            let d = download_from(ctx, x).sub(&download_from(ctx, y)).max_abs();
-            assert!(d <= tol, "{m}×{n} nb={nb}: {what} differs by {d:e}");
+    }
+    for (what, x, y) in [("tau", &one.tau, &ts.tau), ("T", &one.t, &ts.t)] {
+        let d = download_from(ctx, x).sub(&download_from(ctx, y)).max_abs();
+        assert!(d <= tol, "{m}×{n} nb={nb}: {what} differs by {d:e}");
+    }
+    (rv2, download_from(ctx, &ts.tau))
+}
+
+/// LAPACK's no-reflection case through TSQR: a column already zero below the diagonal gets
+/// tau = 0 and keeps its diagonal entry (beta = alpha, here +3 where a reflection would give
+/// -3). Column 0 is such a column from the start; in the reconstruction its Q column is
+/// exactly e_0, the case the LU of Q − S handles specially (both the portable and the subgroup
+/// kernels: the default context and one without subgroups).
+#[test]
+fn tsqr_keeps_lapacks_no_reflection_columns() {
+    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
+        disable_subgroups: true,
+        ..Default::default()
+    })
+    .unwrap();
+    for c in [ctx(), &portable] {
+        for &(nb, rows) in &[(16, 1), (8, 20)] {
+            let mut a = random(300, 40, 1500);
+            a[(0, 0)] = 3.0;
+            for i in 1..300 {
+                a[(i, 0)] = 0.0;
+            }
+            let (rv, tau) = compare_tsqr_one_workgroup(c, &a, nb, rows);
+            assert_eq!(tau.data[0], 0.0, "nb={nb}: tau_0");
+            assert_eq!(rv[(0, 0)], 3.0, "nb={nb}: R_00 = alpha");
         }
     }
 }

@@ -68,9 +68,10 @@ var<workgroup> betas: array<f32, B>;
 var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
-// tsqr_lu: per column, whether any value below the diagonal was ever non-zero, and whether the
-// column took LAPACK's no-reflection case (see there).
-var<workgroup> nz: array<atomic<u32>, B>;
+// tsqr_lu_sg: per column, whether any value below the diagonal was ever non-zero (written only
+// by the column's own subgroup), and whether the column took LAPACK's no-reflection case (see
+// tsqr_lu in tsqr.wgsl).
+var<workgroup> nz: array<u32, B>;
 var<workgroup> special: array<u32, B>;
 var<workgroup> counter: atomic<u32>;
 var<workgroup> qx: array<f32, SMQ>;
@@ -235,17 +236,20 @@ fn tsqr_lu_sg(
     let ui0 = B * ld;
     let t0 = 2u * B * ld;
     let qb = p.q_off + bm * p.s_stride;
-    if lid < B {
-        atomicStore(&nz[lid], 0u);
-    }
-    workgroupBarrier();
-    for (var e = lid; e < B * B; e += WG) {
-        let i = e % B;
-        let cc = e / B;
-        let x = sbuf[qb + i + cc * p.q_ld];
-        blk[lu0 + cc * ld + i] = x;
-        if i > cc && x != 0.0 {
-            atomicOr(&nz[cc], 1u);
+    // Subgroup g owns column g of the LU (B subgroups): it loads it, eliminates in it, and
+    // keeps its flag "ever non-zero below the diagonal" with one subgroupAny per step and a
+    // plain store — no workgroup atomics (which every updated element used to hit).
+    {
+        let cc = g;
+        var any = false;
+        for (var r = lane; r < B; r += S) {
+            let x = sbuf[qb + r + cc * p.q_ld];
+            blk[lu0 + cc * ld + r] = x;
+            any = any || (r > cc && x != 0.0);
+        }
+        let flag = subgroupAny(any);
+        if lane == 0u {
+            nz[cc] = select(0u, 1u, flag);
         }
     }
     workgroupBarrier();
@@ -255,7 +259,7 @@ fn tsqr_lu_sg(
         // S_ii = -sign(piv), so |U_ii| >= 1 — except where the column is already zero below
         // the pivot with |piv| = 1 (a column LAPACK does not reflect: tau = 0, R keeps alpha):
         // there S_ii = sign(piv), U_ii = 0, and the column of L is zero.
-        let sp = atomicLoad(&nz[i]) == 0u && abs(piv) == 1.0;
+        let sp = nz[i] == 0u && abs(piv) == 1.0;
         var sgn = select(1.0, -1.0, piv >= 0.0);
         if sp {
             sgn = -sgn;
@@ -266,16 +270,18 @@ fn tsqr_lu_sg(
             dinvs[i] = sgn;
             special[i] = select(0u, 1u, sp);
         }
-        for (var e = lid; e < B * B; e += WG) {
-            let r = e % B;
-            let cc = e / B;
-            if r > i && cc > i {
+        let cc = g;
+        if cc > i {
+            var any = false;
+            for (var r = i + 1u + lane; r < B; r += S) {
                 let l = select(blk[lu0 + i * ld + r] / u, 0.0, sp);
                 let nv = blk[lu0 + cc * ld + r] - l * blk[lu0 + cc * ld + i];
                 blk[lu0 + cc * ld + r] = nv;
-                if r > cc && nv != 0.0 {
-                    atomicOr(&nz[cc], 1u);
-                }
+                any = any || (r > cc && nv != 0.0);
+            }
+            let flag = subgroupAny(any);
+            if lane == 0u && flag {
+                nz[cc] = 1u;
             }
         }
         workgroupBarrier();
