@@ -19,8 +19,12 @@ const LARGE: u32 = 128;
 const LARGE_MIN_TILES: usize = 128;
 /// Split-K aims for about this many workgroups.
 const SPLIT_TARGET_TILES: usize = 512;
-/// Shallowest K slice worth its partial product's write and read.
-const SPLIT_MIN_K: usize = 512;
+/// Shallowest K slice worth its partial product's write and read: four K steps of the 64×64
+/// kernel. The QR's VᵀC products (32 × ≤ n × m) are the typical split; H100 GPU time with
+/// slices of at least 512/256/128/64: QR 4096² 64.2/58.2/55.0/54.0 ms, 1024² 10.2/9.2/8.5/8.1
+/// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
+/// 1024 or 2048 workgroups instead of 512 gained nothing.
+const SPLIT_MIN_K: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
