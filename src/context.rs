@@ -601,6 +601,7 @@ impl Context {
         if let Some(set) = &timing {
             stamp(&mut encoder, set, false);
         }
+        let mut groups: HashMap<(usize, Vec<wgpu::Buffer>, u64), wgpu::BindGroup> = HashMap::new();
         let mut i = 0;
         while i < rec.commands.len() {
             match &rec.commands[i] {
@@ -620,9 +621,20 @@ impl Context {
                         timestamp_writes: None,
                     });
                     while let Some(Command::Dispatch(d)) = rec.commands.get(i) {
-                        let bind_group = self.bind_group(d, &uniform);
+                        // One bind group per (pipeline, buffers, params size) in a submission:
+                        // the parameters differ by dynamic offset only, and a blocked
+                        // factorization repeats a few such combinations hundreds of times
+                        // (creating a bind group per dispatch was most of the host's time).
+                        let key = (
+                            Arc::as_ptr(&d.pipeline) as usize,
+                            d.buffers.clone(),
+                            d.params_size,
+                        );
+                        let bind_group = groups
+                            .entry(key)
+                            .or_insert_with(|| self.bind_group(d, &uniform));
                         pass.set_pipeline(&d.pipeline.pipeline);
-                        pass.set_bind_group(0, &bind_group, &[d.params_offset]);
+                        pass.set_bind_group(0, &*bind_group, &[d.params_offset]);
                         pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
                         i += 1;
                     }
