@@ -601,6 +601,9 @@ impl Context {
         if let Some(set) = &timing {
             stamp(&mut encoder, set, false);
         }
+        // wgpu::Buffer hashes and compares by identity, which its interior mutability (mapping
+        // state) never changes.
+        #[allow(clippy::mutable_key_type)]
         let mut groups: HashMap<(usize, Vec<wgpu::Buffer>, u64), wgpu::BindGroup> = HashMap::new();
         let mut i = 0;
         while i < rec.commands.len() {
