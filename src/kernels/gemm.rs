@@ -25,6 +25,9 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
 /// 1024 or 2048 workgroups instead of 512 gained nothing.
 const SPLIT_MIN_K: usize = 64;
+/// Shallowest K split at all: below it the product's own launch is short, and a split adds a
+/// reduction launch (trsm's 128×4096×128 updates were 0.2 ms slower split in two).
+const SPLIT_MIN_TOTAL_K: usize = 512;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -125,7 +128,7 @@ impl<'a> Gemm<'a> {
     /// runs on a handful of workgroups otherwise), with every slice at least [`SPLIT_MIN_K`]
     /// deep and the partial products within one storage binding.
     fn splits(&self, ctx: &Context) -> usize {
-        if self.batch != 1 || self.k < 2 * SPLIT_MIN_K {
+        if self.batch != 1 || self.k < SPLIT_MIN_TOTAL_K {
             return 1;
         }
         let tiles = (self.m.div_ceil(BM as usize)) * (self.n.div_ceil(BN as usize));
