@@ -540,18 +540,21 @@ impl Context {
         else {
             return Ok(None);
         };
-        staging.map_async(wgpu::MapMode::Read, .., |_| {});
-        self.synchronize()?;
-        let ticks: Vec<u64> = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
-                what: "gpu timestamps",
-                message: e.to_string(),
-            })?;
-            bytemuck::pod_collect_to_vec(&view)
-        };
+        let ticks = self.read_timestamps(&staging, "gpu timestamps")?;
         let ns =
             ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.queue.get_timestamp_period());
         Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
+    }
+
+    /// Waits for the GPU and reads the resolved timestamps in `staging` (MAP_READ).
+    fn read_timestamps(&self, staging: &wgpu::Buffer, what: &'static str) -> Result<Vec<u64>> {
+        staging.map_async(wgpu::MapMode::Read, .., |_| {});
+        self.synchronize()?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
+            what,
+            message: e.to_string(),
+        })?;
+        Ok(bytemuck::pod_collect_to_vec(&view))
     }
 
     /// Records the commands into one encoder and submits them once. Validation errors raised by
@@ -785,15 +788,7 @@ impl Context {
                 message: e.to_string(),
             });
         }
-        staging.map_async(wgpu::MapMode::Read, .., |_| {});
-        self.synchronize()?;
-        let ticks: Vec<u64> = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::ReadBack {
-                what: "profile timestamps",
-                message: e.to_string(),
-            })?;
-            bytemuck::pod_collect_to_vec(&view)
-        };
+        let ticks = self.read_timestamps(&staging, "profile timestamps")?;
         let period = f64::from(self.queue.get_timestamp_period());
         let mut totals: Vec<(&str, usize, f64)> = Vec::new();
         let mut each: Vec<(f64, usize)> = Vec::with_capacity(names.len());

@@ -216,13 +216,8 @@ fn geqr2_matches_lapack_convention_in_f64() {
 /// The portable panel kernel, on an adapter that would otherwise use the subgroup one.
 #[test]
 fn geqr2_portable_panel_matches_lapack_convention_in_f64() {
-    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
-        disable_subgroups: true,
-        ..Default::default()
-    })
-    .unwrap();
-    assert!(!portable.features().contains(wgpu::Features::SUBGROUP));
-    geqr2_against_f64(&portable);
+    let portable = portable_ctx();
+    geqr2_against_f64(portable);
 }
 
 fn geqr2_against_f64(ctx: &metalcore::Context) {
@@ -465,13 +460,8 @@ fn tsqr_panels_give_the_factors_of_one_workgroup_panels() {
 /// subgroups would otherwise never run.
 #[test]
 fn portable_tsqr_panels_give_the_factors_of_one_workgroup_panels() {
-    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
-        disable_subgroups: true,
-        ..Default::default()
-    })
-    .unwrap();
-    assert!(!portable.features().contains(wgpu::Features::SUBGROUP));
-    tsqr_against_one_workgroup(&portable);
+    let portable = portable_ctx();
+    tsqr_against_one_workgroup(portable);
 }
 
 fn tsqr_against_one_workgroup(ctx: &metalcore::Context) {
@@ -536,12 +526,7 @@ fn compare_tsqr_one_workgroup(
 /// kernels: the default context and one without subgroups).
 #[test]
 fn tsqr_keeps_lapacks_no_reflection_columns() {
-    let portable = metalcore::Context::with_options(metalcore::ContextOptions {
-        disable_subgroups: true,
-        ..Default::default()
-    })
-    .unwrap();
-    for c in [ctx(), &portable] {
+    for c in [ctx(), portable_ctx()] {
         for &(nb, rows) in &[(16, 1), (8, 20)] {
             let mut a = random(300, 40, 1500);
             a[(0, 0)] = 3.0;

@@ -20,6 +20,21 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// A context that runs only the portable kernels (`disable_subgroups`), shared by the tests of
+/// one binary: on adapters with subgroups it is the only way those kernels run.
+pub fn portable_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::with_options(metalcore::ContextOptions {
+            disable_subgroups: true,
+            ..Default::default()
+        })
+        .expect("a GPU or software adapter (see README)");
+        assert!(!ctx.features().contains(wgpu::Features::SUBGROUP));
+        ctx
+    })
+}
+
 /// SplitMix64: small, seeded, reproducible.
 pub struct Rng(u64);
 
