@@ -142,6 +142,19 @@ fn solve_row(z: f32, i: u32) -> f32 {
     return z / t_get(i + i * NB);
 }
 
+// Solves row i, held by this invocation as z_u (u = i / RG, chosen by uniform selects: a
+// dynamic index into the four registers could send them to local memory), in place; returns y_i.
+fn solve_owned(z0: ptr<function, f32>, z1: ptr<function, f32>, z2: ptr<function, f32>,
+               z3: ptr<function, f32>, i: u32) -> f32 {
+    let u = i / RG;
+    let y = solve_row(select(select(select(*z0, *z1, u == 1u), *z2, u == 2u), *z3, u == 3u), i);
+    *z0 = select(*z0, y, u == 0u);
+    *z1 = select(*z1, y, u == 1u);
+    *z2 = select(*z2, y, u == 2u);
+    *z3 = select(*z3, y, u == 3u);
+    return y;
+}
+
 // Row i of a right-hand side after step kk: minus T[i][kk]·y when row i is still to solve
 // (after kk going forward, before it going backward, and inside the block).
 fn eliminate(z: f32, i: u32, kk: u32, y: f32, w: u32) -> f32 {
@@ -213,13 +226,7 @@ fn solve_block(
     }
     let first = select(w - 1u, 0u, FORWARD);
     if g == first % RG {
-        let u = first / RG;
-        let yf = solve_row(select(select(select(z0, z1, u == 1u), z2, u == 2u), z3, u == 3u), first);
-        z0 = select(z0, yf, u == 0u);
-        z1 = select(z1, yf, u == 1u);
-        z2 = select(z2, yf, u == 2u);
-        z3 = select(z3, yf, u == 3u);
-        ys[c] = yf;
+        ys[c] = solve_owned(&z0, &z1, &z2, &z3, first);
     }
     workgroupBarrier();
     for (var step = 0u; step + 1u < w; step++) {
@@ -231,13 +238,7 @@ fn solve_block(
         if NB > 2u * RG { z2 = eliminate(z2, g + 2u * RG, kk, y, w); }
         if NB > 3u * RG { z3 = eliminate(z3, g + 3u * RG, kk, y, w); }
         if g == next % RG {
-            let u = next / RG;
-            let yn = solve_row(select(select(select(z0, z1, u == 1u), z2, u == 2u), z3, u == 3u), next);
-            z0 = select(z0, yn, u == 0u);
-            z1 = select(z1, yn, u == 1u);
-            z2 = select(z2, yn, u == 2u);
-            z3 = select(z3, yn, u == 3u);
-            ys[((step + 1u) % 2u) * RC + c] = yn;
+            ys[((step + 1u) % 2u) * RC + c] = solve_owned(&z0, &z1, &z2, &z3, next);
         }
         workgroupBarrier();
     }
