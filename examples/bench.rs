@@ -231,7 +231,7 @@ fn cases(o: &Options) -> Vec<Case> {
         v.extend([qr_case(64, 64), qr_case(96, 40)]);
         v.extend([geqrf_case(64, 64), geqrf_case(96, 40)]);
         v.extend([matmul_case(64), gemm_case(64)]);
-        v.extend([trsm_case(64, 1), trsm_case(64, 64)]);
+        v.extend([trsm_case(64, 1, false), trsm_case(64, 64, false)]);
         v.extend(batched_kernels().map(|k| qr_batched_case(100, 8, 8, k)));
         v.push(lstsq_case(128, 16, 1));
         v.push(lstsq_batched_case(100, 16, 4, 1));
@@ -248,9 +248,9 @@ fn cases(o: &Options) -> Vec<Case> {
     v.extend(mm.iter().map(|&n| matmul_case(n)));
     v.extend(mm.iter().map(|&n| gemm_case(n)));
     for (n, k) in [(1024, 1), (1024, 1024), (4096, 1), (4096, 4096)] {
-        v.push(trsm_case(n, k));
+        v.push(trsm_case(n, k, false));
     }
-    v.push(trsm_in_place_case(4096, 4096));
+    v.push(trsm_case(4096, 4096, true));
     for (b, m, n) in [
         (500, 8, 8),
         (1000, 16, 16),
@@ -548,42 +548,16 @@ fn lower_triangular(n: usize, seed: u64) -> Vec<f32> {
     l
 }
 
-/// `trsm_in_place` into one preallocated B (each run solves the previous run's X: the
-/// timing is the same whatever the values), next to `trsm`, which allocates X per call.
-fn trsm_in_place_case(n: usize, k: usize) -> Case {
+/// `trsm` (allocates X per call), or with `in_place` `trsm_in_place` into one preallocated B
+/// (each run solves the previous run's X: the timing is the same whatever the values; the
+/// check runs `trsm` on the original B either way).
+fn trsm_case(n: usize, k: usize, in_place: bool) -> Case {
     Case {
-        op: "trsm_in_place lower L·X = B",
-        shape: format!("{n}×{n}, k = {k}"),
-        flops: (n as f64).powi(2) * k as f64,
-        prepare: Box::new(move |ctx| {
-            let l = lower_triangular(n, 8);
-            let b = random(n * k, 9);
-            let fl = faer_mat(&l, n, n, |x| x);
-            let mut fx = faer_mat(&b, n, k, |x| x);
-            let gl = GpuMatrix::from_col_major(ctx, n, n, &l)?;
-            let gb = std::cell::RefCell::new(GpuMatrix::from_col_major(ctx, n, k, &b)?);
-            let opts = TrsmOptions::default();
-            Ok(Prepared {
-                gpu: Some(Box::new(move |ctx| {
-                    metalcore::trsm_in_place(ctx, &gl, &mut gb.borrow_mut(), &opts)
-                })),
-                cpu: Box::new(move || {
-                    faer::linalg::triangular_solve::solve_lower_triangular_in_place(
-                        fl.as_ref(),
-                        fx.as_mut(),
-                        Par::rayon(0),
-                    );
-                    black_box(&fx);
-                }),
-                check: None,
-            })
-        }),
-    }
-}
-
-fn trsm_case(n: usize, k: usize) -> Case {
-    Case {
-        op: "trsm lower L·X = B",
+        op: if in_place {
+            "trsm_in_place lower L·X = B"
+        } else {
+            "trsm lower L·X = B"
+        },
         shape: format!("{n}×{n}, k = {k}"),
         flops: (n as f64).powi(2) * k as f64,
         prepare: Box::new(move |ctx| {
@@ -601,10 +575,14 @@ fn trsm_case(n: usize, k: usize) -> Case {
                 unit_diagonal: false,
             };
             let (g1, g2) = (gl.clone(), gb.clone());
+            let gpu: GpuFn = if in_place {
+                let mut x = GpuMatrix::from_col_major(ctx, n, k, &b)?;
+                Box::new(move |ctx| metalcore::trsm_in_place(ctx, &g1, &mut x, &opts))
+            } else {
+                Box::new(move |ctx| metalcore::trsm(ctx, &g1, &g2, &opts).map(drop))
+            };
             Ok(Prepared {
-                gpu: Some(Box::new(move |ctx| {
-                    metalcore::trsm(ctx, &g1, &g2, &opts).map(drop)
-                })),
+                gpu: Some(gpu),
                 cpu: Box::new(move || {
                     fx.copy_from(&fb);
                     faer::linalg::triangular_solve::solve_lower_triangular_in_place(
