@@ -59,7 +59,8 @@ impl Variant {
 
     /// The variant for blocks of order up to `w` (rounded up to a power of two, at least 8) and
     /// `k` right-hand sides: tiles of 4 for k ≤ 4, else 16 (on an H100, 64-row blocks with
-    /// 4096 right-hand sides: 44 µs per block with tiles of 16, 67 µs with tiles of 32).
+    /// 4096 right-hand sides: 24 µs per block with tiles of 16, 33 µs with tiles of 8, 53 µs
+    /// with tiles of 4; 32 per workgroup needs 512 invocations for 64 rows and gained nothing).
     pub fn for_block(w: usize, k: usize) -> Self {
         let nb = w.next_power_of_two().clamp(8, 64);
         let rc = if k <= 4 { 4 } else { 16 };
