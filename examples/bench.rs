@@ -622,17 +622,21 @@ fn trsm_backward_error(l: &[f32], b: &[f32], x: &[f32], n: usize, k: usize) -> f
     (&lx - &fb).norm_l2() / (fl.norm_l2() * fx.norm_l2() + fb.norm_l2())
 }
 
-/// The batched QR kernels to time: the default choice (`qr_columns` where it fits) and the
-/// original workgroup-memory kernel (`SmallKernel::Shared`, rows `qr-batched-shared`), or one of
-/// them after `METALCORE_BATCHED_KERNEL=new|old`.
+/// The batched QR kernels to time: the default choice (`qr_columns` or `qr_tall` where they fit)
+/// and the original workgroup-memory kernel (`SmallKernel::Shared`, rows `qr-batched-shared`);
+/// `METALCORE_BATCHED_KERNEL=new|old|tall|all` keeps the default, the original, the tall kernel
+/// (`SmallKernel::Tall`, rows `qr-batched-tall`, for comparison where the default is another),
+/// or all three.
 fn batched_kernels() -> impl Iterator<Item = metalcore::SmallKernel> {
     use metalcore::SmallKernel;
-    let all = [SmallKernel::Auto, SmallKernel::Shared];
+    let all = [SmallKernel::Auto, SmallKernel::Shared, SmallKernel::Tall];
     let keep = std::env::var("METALCORE_BATCHED_KERNEL").unwrap_or_default();
     all.into_iter().filter(move |k| match keep.as_str() {
-        "new" => *k != SmallKernel::Shared,
+        "new" => *k == SmallKernel::Auto,
         "old" => *k == SmallKernel::Shared,
-        _ => true,
+        "tall" => *k == SmallKernel::Tall,
+        "all" => true,
+        _ => *k != SmallKernel::Tall,
     })
 }
 
@@ -644,6 +648,7 @@ fn qr_batched_case(batch: usize, m: usize, n: usize, kernel: metalcore::SmallKer
     Case {
         op: match kernel {
             metalcore::SmallKernel::Shared => "qr-batched-shared reduced (Q, R)",
+            metalcore::SmallKernel::Tall => "qr-batched-tall reduced (Q, R)",
             _ => "qr-batched reduced (Q, R)",
         },
         shape: format!("{batch}×{m}×{n}"),

@@ -277,6 +277,13 @@ impl Context {
         self.features
     }
 
+    /// The adapter's subgroup sizes (min, max) when metalcore uses subgroups on it (`None`
+    /// without them, or with [`ContextOptions::disable_subgroups`]). The subgroup kernels
+    /// that need one fixed size run only where min = max.
+    pub fn subgroup_size(&self) -> Option<(u32, u32)> {
+        self.subgroups
+    }
+
     /// Whether kernels with subgroup operations can run with `workgroup` invocations: the
     /// device has them, and every possible subgroup size is at least 4 and divides `workgroup`.
     pub(crate) fn subgroups_usable(&self, workgroup: u32) -> bool {

@@ -150,10 +150,16 @@ fn columns_kernel_is_chosen_where_it_fits() {
             "{m}×{n}"
         );
     }
-    // More than 64 rows: the workgroup-memory kernel.
+    // More than 64 rows: the register kernel of subgroups where the adapter's subgroups have
+    // one size (tests/batched_tall.rs), else the workgroup-memory kernel.
+    let fixed = ctx.subgroup_size().is_some_and(|(lo, hi)| lo == hi);
     assert_eq!(
         batched_qr_kernel(ctx, 100, 5, QrMode::Reduced, &auto),
-        Some(SmallKernel::Shared)
+        Some(if fixed {
+            SmallKernel::Tall
+        } else {
+            SmallKernel::Shared
+        })
     );
     assert_eq!(
         batched_qr_kernel(ctx, 32, 32, QrMode::Reduced, &opts(SmallKernel::Shared)),

@@ -20,6 +20,11 @@ pub(crate) const SOURCE_COLUMNS: KernelSource = KernelSource {
     source: include_str!("../../wgsl/batched_qr_cols.wgsl"),
 };
 
+pub(crate) const SOURCE_TALL: KernelSource = KernelSource {
+    name: "batched_qr_tall",
+    source: include_str!("../../wgsl/batched_qr_tall.wgsl"),
+};
+
 /// Invocations a workgroup of tiny matrices aims for (several matrices share one workgroup until
 /// about this many lanes are busy).
 const TARGET_INVOCATIONS: usize = 64;
@@ -338,6 +343,138 @@ impl Columns {
                 (r, Access::ReadWrite),
             ],
             grid(ctx, batch.div_ceil(self.mpw) as u32),
+        );
+    }
+}
+
+/// Rows per lane a [`Tall`] variant holds at most (one mat4x4 per column slot).
+const TALL_MAX_ROWS_PER_LANE: usize = 16;
+/// Column slots per subgroup a [`Tall`] variant holds at most (its mat4x4 registers a0..a3).
+const TALL_MAX_SLOTS: usize = 4;
+
+/// Rows of one reflector in a [`Tall`] kernel's workgroup memory: whole vec4s of register rows
+/// (`rpl` rounded up to 4) for each of the `s` lanes.
+fn ldv(rpl: usize, s: usize) -> usize {
+    rpl.div_ceil(4) * 4 * s
+}
+
+/// A variant of `qr_tall` (`wgsl/batched_qr_tall.wgsl`) for one QR shape: one workgroup of
+/// `nsg` subgroups per matrix, the matrix in registers (subgroup s holds columns s, s + nsg, …,
+/// lane l rows l, l + S, …), each reflector computed once by its column's subgroup and
+/// published in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tall {
+    m: usize,
+    n: usize,
+    qcols: usize,
+    r_rows: usize,
+    /// Subgroup size.
+    s: usize,
+    /// Subgroups per workgroup.
+    nsg: usize,
+    /// Rows per lane.
+    rpl: usize,
+    /// Column slots per subgroup.
+    cps: usize,
+}
+
+impl Tall {
+    /// The variant for an m×n QR forming `qcols` columns of Q (0: none) and writing `r_rows`
+    /// rows of R, or `None` without subgroups of one fixed size, or when the matrix does not
+    /// fit one workgroup's registers (m ≤ 16·S, n ≤ 4 per subgroup) or its reflectors the
+    /// workgroup memory.
+    pub fn new(ctx: &Context, m: usize, n: usize, qcols: usize, r_rows: usize) -> Option<Self> {
+        let s = ctx.fixed_subgroup_size()? as usize;
+        if m == 0 || n == 0 {
+            return None;
+        }
+        let rpl = m.div_ceil(s);
+        let limits = ctx.limits();
+        let most = (limits.max_compute_invocations_per_workgroup)
+            .min(limits.max_compute_workgroup_size_x)
+            .min(256) as usize;
+        // As many subgroups as 256 invocations hold: fewer column slots per subgroup shorten
+        // each step (measured on an H100, 10000×256×32 with Q: 4 subgroups of 8 slots do not
+        // fit, 8 of 4 slots 3.8 ms, 16 of 2 slots 3.6 ms, 32 of 1 slot 11.6 ms).
+        let nsg = (most / s).min(n);
+        if rpl > TALL_MAX_ROWS_PER_LANE || nsg == 0 {
+            return None;
+        }
+        let cps = n.div_ceil(nsg);
+        if cps > TALL_MAX_SLOTS {
+            return None;
+        }
+        let k = m.min(n);
+        let floats = k.checked_mul(ldv(rpl, s))?.checked_add(k + 1)?;
+        let bytes = u32::try_from(floats.checked_mul(4)?).ok()?;
+        ctx.fits_workgroup(bytes, (nsg * s) as u32).then_some(Self {
+            m,
+            n,
+            qcols,
+            r_rows,
+            s,
+            nsg,
+            rpl,
+            cps,
+        })
+    }
+
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        let k = self.m.min(self.n);
+        let ldv = ldv(self.rpl, self.s);
+        [
+            ("M", self.m),
+            ("N", self.n),
+            ("K", k),
+            ("QCOLS", self.qcols),
+            ("R_ROWS", self.r_rows),
+            ("S", self.s),
+            ("NSG", self.nsg),
+            ("RPL", self.rpl),
+            ("CPS", self.cps),
+            ("LDV", ldv),
+            ("VN", k * ldv),
+            ("WG", self.nsg * self.s),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v as f64))
+        .collect()
+    }
+
+    /// QR of `batch` matrices, one workgroup each; the same contract as [`Small::record_qr`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_qr(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        a: &wgpu::Buffer,
+        a_offset: usize,
+        q: Option<(&wgpu::Buffer, usize)>,
+        r: &wgpu::Buffer,
+        r_offset: usize,
+        batch: usize,
+    ) {
+        debug_assert_eq!(q.is_some(), self.qcols > 0);
+        let params = ColumnsParams {
+            batch: batch as u32,
+            a_offset: a_offset as u32,
+            q_offset: q.map_or(0, |q| q.1 as u32),
+            r_offset: r_offset as u32,
+        };
+        // Mode R binds R in Q's place (written by nobody there).
+        let q_buffer = q.map_or(r, |q| q.0);
+        rec.dispatch(
+            ctx,
+            &SOURCE_TALL,
+            "qr_tall",
+            &self.constants(),
+            &params,
+            &[
+                (a, Access::Read),
+                (q_buffer, Access::ReadWrite),
+                (r, Access::ReadWrite),
+            ],
+            grid(ctx, batch as u32),
         );
     }
 }

@@ -19,6 +19,7 @@ use crate::context::KernelSource;
 pub(crate) const ALL: &[&KernelSource] = &[
     &batched_qr::SOURCE,
     &batched_qr::SOURCE_COLUMNS,
+    &batched_qr::SOURCE_TALL,
     &copy::SOURCE,
     &gemm::SOURCE,
     &householder::SOURCE,

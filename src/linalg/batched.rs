@@ -8,8 +8,14 @@
 //!   once. Tiny matrices share a workgroup (about 64 lanes per workgroup, one lane per column).
 //!   QR of matrices up to 64 rows runs `wgsl/batched_qr_cols.wgsl` ([`SmallKernel::Columns`]):
 //!   one lane per column of [A | I] holding it in registers, each reflector computed once by its
-//!   column's lane and broadcast, Qᵀ accumulated on the way (one barrier per reflector). Larger
-//!   shapes, least squares and [`SmallKernel::Shared`] run the matrix-in-workgroup-memory kernel.
+//!   column's lane and broadcast, Qᵀ accumulated on the way (one barrier per reflector). Taller
+//!   matrices (up to 16 rows per lane of a subgroup, 4 columns per subgroup of 256 invocations:
+//!   256×32 with 32-lane subgroups) run `wgsl/batched_qr_tall.wgsl` ([`SmallKernel::Tall`])
+//!   where the adapter's subgroups have one fixed size: the matrix in the registers of one
+//!   workgroup, rows over the lanes, columns over the subgroups, each reflector formed once and
+//!   published in workgroup memory, Q formed from them without a barrier. Other shapes up to a
+//!   64×64 matrix's work, least squares and [`SmallKernel::Shared`] run the
+//!   matrix-in-workgroup-memory kernel.
 //! - **blocked, batched**: the blocked QR of [`qr`](crate::linalg::qr) run on the whole batch at
 //!   once — every panel factorization, T build and trailing GEMM update is one dispatch for all
 //!   matrices — then R extracted, Q formed (`sorgqr`) or Qᵀ applied to B (`sormqr`) and a batched
@@ -33,7 +39,7 @@
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
-use crate::kernels::batched_qr::{self, Columns, Small};
+use crate::kernels::batched_qr::{self, Columns, Small, Tall};
 use crate::kernels::householder::{self as hh, Mats};
 use crate::linalg::non_empty;
 use crate::linalg::qr::{record_apply_q, record_geqrf, record_orgqr, Plan, QrMode, Workspace};
@@ -57,7 +63,8 @@ pub enum BatchedPath {
 /// use [`SmallKernel::Shared`]'s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SmallKernel {
-    /// [`SmallKernel::Columns`] where the shape fits it, else [`SmallKernel::Shared`].
+    /// [`SmallKernel::Columns`] where the shape fits it, else [`SmallKernel::Tall`], else
+    /// [`SmallKernel::Shared`] up to a 64×64 matrix's work (larger shapes: the blocked path).
     #[default]
     Auto,
     /// `qr_columns`: one lane per column of A and of Qᵀ, each column in registers, every
@@ -68,6 +75,13 @@ pub enum SmallKernel {
     /// recomputing each reflector's norm, Q formed afterwards (the original kernel, kept for
     /// comparison).
     Shared,
+    /// `qr_tall`: the matrix in the registers of one workgroup of subgroups (rows spread over
+    /// the lanes, columns over the subgroups), each reflector computed once by its column's
+    /// subgroup and published in workgroup memory, Q formed from them without a barrier.
+    /// Needs subgroups of one fixed size S: m ≤ 16·S, n ≤ 4 per subgroup of a workgroup of at
+    /// most 256 invocations (S = 32: n ≤ 32), the reflectors (min(m, n)·m floats) in workgroup
+    /// memory. Falls back to `Columns`, then `Shared`, for shapes it does not take.
+    Tall,
 }
 
 /// Tuning for the batched operations; `Default` is what the plain functions use.
@@ -122,7 +136,8 @@ pub fn batched_qr_path(ctx: &Context, rows: usize, cols: usize, mode: QrMode) ->
 }
 
 /// The one-workgroup-per-matrix kernel a batched QR of `rows × cols` matrices in `mode` runs on
-/// this context with `options` ([`SmallKernel::Columns`] or [`SmallKernel::Shared`]), or `None`
+/// this context with `options` ([`SmallKernel::Columns`], [`SmallKernel::Tall`] or
+/// [`SmallKernel::Shared`]), or `None`
 /// when it takes the blocked path.
 pub fn batched_qr_kernel(
     ctx: &Context,
@@ -137,6 +152,7 @@ pub fn batched_qr_kernel(
     small_qr(ctx, rows, cols, mode, options.kernel).map(|k| match k {
         SmallQr::Columns(_) => SmallKernel::Columns,
         SmallQr::Shared(_) => SmallKernel::Shared,
+        SmallQr::Tall(_) => SmallKernel::Tall,
     })
 }
 
@@ -145,6 +161,7 @@ pub fn batched_qr_kernel(
 enum SmallQr {
     Columns(Columns),
     Shared(Small),
+    Tall(Tall),
 }
 
 /// The one-workgroup-per-matrix QR variant `kernel` asks for (or the other when it does not fit),
@@ -159,18 +176,20 @@ fn small_qr(
     let (r_rows, qcols) = qr_shapes(m, n, mode);
     let columns = || Columns::new(ctx, m, n, qcols, r_rows).map(SmallQr::Columns);
     let shared = || Small::new(ctx, m, n, 0, qcols, r_rows).map(SmallQr::Shared);
+    let tall = || Tall::new(ctx, m, n, qcols, r_rows).map(SmallQr::Tall);
     match kernel {
         // The shared kernel walks every row of every reflector sequentially in each lane (one
         // lane per column), m·k dependent steps: for large m·k the blocked path (TSQR panels)
         // is far faster — 10000×256×32 took 225 ms on it on an H100, 24.5 ms of kernel time
         // blocked.
-        SmallKernel::Auto => columns().or_else(|| {
+        SmallKernel::Auto => columns().or_else(tall).or_else(|| {
             (m * m.min(n) <= AUTO_SHARED_MAX_WORK)
                 .then(shared)
                 .flatten()
         }),
         SmallKernel::Columns => columns().or_else(shared),
         SmallKernel::Shared => shared().or_else(columns),
+        SmallKernel::Tall => tall().or_else(columns).or_else(shared),
     }
 }
 
@@ -427,6 +446,9 @@ fn record_qr_chunked(
                         k.record_qr(rec, ctx, &a.buffer, a_offset, q, &r.buffer, r_offset, len)
                     }
                     SmallQr::Shared(k) => {
+                        k.record_qr(rec, ctx, &a.buffer, a_offset, q, &r.buffer, r_offset, len)
+                    }
+                    SmallQr::Tall(k) => {
                         k.record_qr(rec, ctx, &a.buffer, a_offset, q, &r.buffer, r_offset, len)
                     }
                 }

@@ -1,0 +1,445 @@
+// Batched Householder QR of matrices too tall for one lane per column (M > 64) but small enough
+// to live in the registers of one workgroup: entry `qr_tall`, the same results and conventions
+// as batched_qr_cols.wgsl's `qr_columns` (column-major f32, LAPACK sgeqr2 / slarfg signs, exact
+// zeros below R's diagonal, per-column power-of-two prescaling, the tiny-residual slow path).
+//
+// One workgroup per matrix, NSG subgroups of S lanes. Subgroup s owns columns s, s + NSG, …
+// (CPS ≤ 4 column slots) and lane l holds rows l, l + S, … (RPL ≤ 16 register rows) of each: the
+// whole matrix is in registers, one mat4x4 per column slot (register row r in vec4 r / 4,
+// component r % 4), every vec4 index a constant — no per-invocation array that a driver could
+// put in local memory (an array version ran 4-5× slower on an H100). Dot products over a column
+// are a lane's products and one subgroupAdd.
+//
+// Factorization: reflector j is computed once, by the subgroup owning column j, right after it
+// applied reflector j-1 to that column (alpha by a shuffle, ‖x‖² by a subgroupAdd, slarfg), and
+// published in workgroup memory: v_j (1 at row j, zeros above) in its own column of `vs`, tau_j
+// in `taus`. Nothing is overwritten, so one workgroupBarrier per reflector suffices; then every
+// subgroup applies v_j to its columns right of j, the dot products of its column slots reduced
+// together (one vec4 subgroupAdd, not one dependent reduction per slot). A vec4 of register rows
+// wholly above a reflector's first row is skipped (v is zero there).
+//
+// Q = H_0 … H_{K-1} [I; 0] (QCOLS columns) is formed as sorg2r does, backwards, each subgroup its
+// own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
+// identity is unchanged by H_i for i > c, so those are skipped.
+//
+// Workgroup storage: K·LDV + K floats + one atomic (256×32: 32.9 KiB; the defaults below, 128×24,
+// fit WebGPU's default 16 KiB); the host checks it and the invocation count against the adapter
+// and takes another kernel where they do not fit.
+// requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
+// wgpu checks the feature)
+
+override M: u32 = 128u;      // rows of A (≤ RPL·S)
+override N: u32 = 24u;       // columns of A (≤ NSG·CPS)
+override K: u32 = 24u;       // reflectors: min(M, N)
+override QCOLS: u32 = 24u;   // columns of Q written (0: R only)
+override R_ROWS: u32 = 24u;  // rows of R written (K reduced, M complete)
+override S: u32 = 32u;       // subgroup size
+override NSG: u32 = 8u;      // subgroups per workgroup
+override RPL: u32 = 4u;      // register rows per lane: ceil(M / S), at most 16
+override CPS: u32 = 3u;      // column slots per subgroup: ceil(N / NSG), at most 4
+override LDV: u32 = 128u;    // rows of a reflector in `vs`: S·(RPL rounded up to 4)
+override VN: u32 = 3072u;    // K·LDV
+override WG: u32 = 256u;     // NSG·S
+
+const F32_MAX: f32 = 3.40282347e38;
+const F32_MIN_NORMAL: f32 = 1.17549435e-38;
+const SLOW_SS: f32 = 8.67361738e-19; // 2^-60
+
+struct Params {
+    batch: u32,     // matrices in this dispatch
+    a_offset: u32,  // element offset of matrix 0 in `a_in`
+    q_offset: u32,  // of Q in `q_out`
+    r_offset: u32,  // of R in `r_out`
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> r_out: array<f32>;
+
+var<workgroup> vs: array<f32, VN>;
+var<workgroup> taus: array<f32, K>;
+var<workgroup> counter: atomic<u32>;
+
+// NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// 2^e for e in [-126, 127], exactly.
+fn pow2(e: i32) -> f32 {
+    return bitcast<f32>(u32(e + 127) << 23u);
+}
+
+// Exponent e with |x|·2^-e in [0.5, 1) for a normal finite x; 0 otherwise (no scaling).
+fn scale_exp(x: f32) -> i32 {
+    if !(x >= F32_MIN_NORMAL && x <= F32_MAX) {
+        return 0;
+    }
+    return i32((bitcast<u32>(x) >> 23u) & 0xffu) - 126;
+}
+
+// x·2^s, in two exact steps (|s| ≤ 254).
+fn scaled(x: f32, s: i32) -> f32 {
+    let s1 = s / 2;
+    return (x * pow2(s1)) * pow2(s - s1);
+}
+
+// (beta, tau, 1/(alpha - beta)) of slarfg for alpha and ‖x‖ = xnorm > 0, overflow-safe.
+fn from_norm(alpha: f32, xnorm: f32) -> vec3<f32> {
+    let s = max(abs(alpha), xnorm);
+    var h = s * sqrt((alpha / s) * (alpha / s) + (xnorm / s) * (xnorm / s));
+    if s > F32_MAX {
+        h = s;
+    }
+    let beta = select(h, -h, alpha >= 0.0);
+    return vec3<f32>(beta, (beta - alpha) / beta, 1.0 / (alpha - beta));
+}
+
+// This subgroup's number 0, 1, … (claimed by its first lane; every lane gets it).
+fn subgroup_number(lid: u32, lane: u32) -> u32 {
+    if lid == 0u {
+        atomicStore(&counter, 0u);
+    }
+    workgroupBarrier();
+    var id = 0u;
+    if lane == 0u {
+        id = atomicAdd(&counter, 1u);
+    }
+    return subgroupBroadcastFirst(id);
+}
+
+// Whether vec4 k of a column slot holds register rows (a constant once overridden).
+fn vec_on(k: u32) -> bool {
+    return 4u * k < RPL;
+}
+
+// Whether vec4 k holds a row ≥ j (the rows of register row r are S·r … S·r + S - 1).
+fn reaches(k: u32, j: u32) -> bool {
+    return vec_on(k) && S * (4u * k + 4u) > j;
+}
+
+// The matrix rows this lane holds in vec4 k.
+fn rows4(lane: u32, k: u32) -> vec4<u32> {
+    return vec4<u32>(lane) + S * (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u));
+}
+
+fn dot4(a: vec4<f32>, b: vec4<f32>) -> f32 {
+    return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, a.x * b.x)));
+}
+
+// This lane's part of Σ a·b over the vec4s reaching row j.
+fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, j: u32) -> f32 {
+    var d0 = 0.0;
+    var d1 = 0.0;
+    var d2 = 0.0;
+    var d3 = 0.0;
+    if reaches(0u, j) { d0 = dot4(a[0], b[0]); }
+    if reaches(1u, j) { d1 = dot4(a[1], b[1]); }
+    if reaches(2u, j) { d2 = dot4(a[2], b[2]); }
+    if reaches(3u, j) { d3 = dot4(a[3], b[3]); }
+    return (d0 + d1) + (d2 + d3);
+}
+
+// a + w·v over the vec4s reaching row j.
+fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, j: u32) -> mat4x4<f32> {
+    var r = a;
+    let wv = vec4<f32>(w);
+    if reaches(0u, j) { r[0] = fma(wv, v[0], a[0]); }
+    if reaches(1u, j) { r[1] = fma(wv, v[1], a[1]); }
+    if reaches(2u, j) { r[2] = fma(wv, v[2], a[2]); }
+    if reaches(3u, j) { r[3] = fma(wv, v[3], a[3]); }
+    return r;
+}
+
+fn mat_max(m: mat4x4<f32>) -> f32 {
+    let t = max(max(abs(m[0]), abs(m[1])), max(abs(m[2]), abs(m[3])));
+    return max(max(t.x, t.y), max(t.z, t.w));
+}
+
+// m·2^s, in two exact steps (|s| ≤ 254).
+fn mat_scaled(m: mat4x4<f32>, s: i32) -> mat4x4<f32> {
+    let s1 = s / 2;
+    return (m * pow2(s1)) * pow2(s - s1);
+}
+
+// The rows of m below row j (others zero).
+fn mat_below(m: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
+    let z = vec4<f32>(0.0);
+    let jv = vec4<u32>(j);
+    return mat4x4<f32>(select(z, m[0], rows4(lane, 0u) > jv), select(z, m[1], rows4(lane, 1u) > jv),
+                       select(z, m[2], rows4(lane, 2u) > jv), select(z, m[3], rows4(lane, 3u) > jv));
+}
+
+// Row j of m where this lane holds it, else 0.
+fn pick(m: mat4x4<f32>, j: u32, lane: u32) -> f32 {
+    let jv = vec4<u32>(j);
+    let z = vec4<f32>(0.0);
+    let s = select(z, m[0], rows4(lane, 0u) == jv) + select(z, m[1], rows4(lane, 1u) == jv)
+        + select(z, m[2], rows4(lane, 2u) == jv) + select(z, m[3], rows4(lane, 3u) == jv);
+    return (s.x + s.y) + (s.z + s.w);
+}
+
+// m with row j set to x where this lane holds it.
+fn put(m: mat4x4<f32>, j: u32, lane: u32, x: f32) -> mat4x4<f32> {
+    let jv = vec4<u32>(j);
+    let xv = vec4<f32>(x);
+    return mat4x4<f32>(select(m[0], xv, rows4(lane, 0u) == jv), select(m[1], xv, rows4(lane, 1u) == jv),
+                       select(m[2], xv, rows4(lane, 2u) == jv), select(m[3], xv, rows4(lane, 3u) == jv));
+}
+
+// Column i of the identity (this lane's rows).
+fn unit(i: u32, lane: u32) -> mat4x4<f32> {
+    let iv = vec4<u32>(i);
+    let o = vec4<f32>(1.0);
+    let z = vec4<f32>(0.0);
+    return mat4x4<f32>(select(z, o, rows4(lane, 0u) == iv), select(z, o, rows4(lane, 1u) == iv),
+                       select(z, o, rows4(lane, 2u) == iv), select(z, o, rows4(lane, 3u) == iv));
+}
+
+fn load1(src: u32, c: u32, i: u32) -> f32 {
+    if c < N && i < M {
+        return a_in[src + c * M + i];
+    }
+    return 0.0;
+}
+
+fn load4(src: u32, c: u32, lane: u32, k: u32) -> vec4<f32> {
+    let r = rows4(lane, k);
+    return vec4<f32>(load1(src, c, r.x), load1(src, c, r.y), load1(src, c, r.z), load1(src, c, r.w));
+}
+
+// Column c of the matrix at `src` (this lane's rows; zeros past M and N).
+fn load_col(src: u32, c: u32, lane: u32) -> mat4x4<f32> {
+    var m = mat4x4<f32>();
+    if vec_on(0u) { m[0] = load4(src, c, lane, 0u); }
+    if vec_on(1u) { m[1] = load4(src, c, lane, 1u); }
+    if vec_on(2u) { m[2] = load4(src, c, lane, 2u); }
+    if vec_on(3u) { m[3] = load4(src, c, lane, 3u); }
+    return m;
+}
+
+fn vs4(j: u32, lane: u32, k: u32) -> vec4<f32> {
+    let r = rows4(lane, k);
+    let b = j * LDV;
+    return vec4<f32>(vs[b + r.x], vs[b + r.y], vs[b + r.z], vs[b + r.w]);
+}
+
+// v_j's rows of this lane (vec4s wholly above row j are zero and not read).
+fn load_v(j: u32, lane: u32) -> mat4x4<f32> {
+    var v = mat4x4<f32>();
+    if reaches(0u, j) { v[0] = vs4(j, lane, 0u); }
+    if reaches(1u, j) { v[1] = vs4(j, lane, 1u); }
+    if reaches(2u, j) { v[2] = vs4(j, lane, 2u); }
+    if reaches(3u, j) { v[3] = vs4(j, lane, 3u); }
+    return v;
+}
+
+fn publish4(j: u32, lane: u32, k: u32, x: vec4<f32>) {
+    let r = rows4(lane, k);
+    let b = j * LDV;
+    vs[b + r.x] = x.x;
+    vs[b + r.y] = x.y;
+    vs[b + r.z] = x.z;
+    vs[b + r.w] = x.w;
+}
+
+// Reflector j (slarfg) from the column held in `a` (prescaled, see batched_qr_cols.wgsl): v_j
+// and tau_j published; returns the column with row j set to beta.
+fn reflect(a: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
+    let x = mat_below(a, j, lane);
+    let alpha = subgroupShuffle(pick(a, j, lane), j % S);
+    let ss = subgroupAdd(mdot(x, x, 0u));
+    var tau = 0.0;
+    var beta = alpha;
+    var inv_d = 0.0;
+    let bad = is_nan(ss) || is_nan(alpha);
+    if bad || ss >= SLOW_SS {
+        // alpha² + ‖x‖² ≤ M cannot overflow, and ‖x‖² ≥ 2^-60 loses nothing that matters to
+        // flushed tiny squares.
+        var h = sqrt(fma(alpha, alpha, ss));
+        if bad {
+            h = nan();
+        }
+        beta = select(h, -h, alpha >= 0.0);
+        tau = (beta - alpha) / beta;
+        inv_d = 1.0 / (alpha - beta);
+    } else {
+        // Tiny or zero x: its norm from x scaled by its own largest power of two (snrm2);
+        // zero x: tau = 0, R keeps alpha.
+        let e = scale_exp(subgroupMax(mat_max(x)));
+        let y = mat_scaled(x, -e);
+        let sy = subgroupAdd(mdot(y, y, 0u));
+        if sy != 0.0 {
+            let h = from_norm(alpha, scaled(sqrt(sy), e));
+            beta = h.x;
+            tau = h.y;
+            inv_d = h.z;
+        }
+    }
+    let jv = vec4<u32>(j);
+    let one = vec4<f32>(1.0);
+    if vec_on(0u) { publish4(j, lane, 0u, select(x[0] * inv_d, one, rows4(lane, 0u) == jv)); }
+    if vec_on(1u) { publish4(j, lane, 1u, select(x[1] * inv_d, one, rows4(lane, 1u) == jv)); }
+    if vec_on(2u) { publish4(j, lane, 2u, select(x[2] * inv_d, one, rows4(lane, 2u) == jv)); }
+    if vec_on(3u) { publish4(j, lane, 3u, select(x[3] * inv_d, one, rows4(lane, 3u) == jv)); }
+    if lane == 0u {
+        taus[j] = tau;
+    }
+    return put(a, j, lane, beta);
+}
+
+// This lane's parts of v·a for the four column slots (absent slots: 0), over the vec4s
+// reaching row j: reduced together by one vec4 subgroupAdd.
+fn dots(v: mat4x4<f32>, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>,
+        j: u32) -> vec4<f32> {
+    var d = vec4<f32>(mdot(v, a0, j), 0.0, 0.0, 0.0);
+    if CPS > 1u { d.y = mdot(v, a1, j); }
+    if CPS > 2u { d.z = mdot(v, a2, j); }
+    if CPS > 3u { d.w = mdot(v, a3, j); }
+    return d;
+}
+
+fn store_r1(dst: u32, c: u32, i: u32, x: f32) {
+    if i < R_ROWS {
+        r_out[dst + c * R_ROWS + i] = select(0.0, x, i <= c);
+    }
+}
+
+fn store_r4(dst: u32, c: u32, lane: u32, k: u32, x: vec4<f32>) {
+    let r = rows4(lane, k);
+    store_r1(dst, c, r.x, x.x);
+    store_r1(dst, c, r.y, x.y);
+    store_r1(dst, c, r.z, x.z);
+    store_r1(dst, c, r.w, x.w);
+}
+
+// Column c of R (this lane's rows, scaled back by 2^e; zeros below the diagonal).
+fn store_r(dst: u32, c: u32, lane: u32, a: mat4x4<f32>, e: i32) {
+    if c >= N {
+        return;
+    }
+    let m = mat_scaled(a, e);
+    if vec_on(0u) { store_r4(dst, c, lane, 0u, m[0]); }
+    if vec_on(1u) { store_r4(dst, c, lane, 1u, m[1]); }
+    if vec_on(2u) { store_r4(dst, c, lane, 2u, m[2]); }
+    if vec_on(3u) { store_r4(dst, c, lane, 3u, m[3]); }
+}
+
+fn store_q1(dst: u32, c: u32, i: u32, x: f32) {
+    if i < M {
+        q_out[dst + c * M + i] = x;
+    }
+}
+
+fn store_q4(dst: u32, c: u32, lane: u32, k: u32, x: vec4<f32>) {
+    let r = rows4(lane, k);
+    store_q1(dst, c, r.x, x.x);
+    store_q1(dst, c, r.y, x.y);
+    store_q1(dst, c, r.z, x.z);
+    store_q1(dst, c, r.w, x.w);
+}
+
+// Column c of Q (this lane's rows).
+fn store_q(dst: u32, c: u32, lane: u32, a: mat4x4<f32>) {
+    if c >= QCOLS {
+        return;
+    }
+    if vec_on(0u) { store_q4(dst, c, lane, 0u, a[0]); }
+    if vec_on(1u) { store_q4(dst, c, lane, 1u, a[1]); }
+    if vec_on(2u) { store_q4(dst, c, lane, 2u, a[2]); }
+    if vec_on(3u) { store_q4(dst, c, lane, 3u, a[3]); }
+}
+
+@compute @workgroup_size(WG)
+fn qr_tall(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let mat = wid.x + wid.y * nwg.x;
+    if mat >= p.batch {
+        return;
+    }
+    let sg = subgroup_number(lid, lane);
+    // Column slot t holds column sg + t·NSG, scaled by 2^-e_t.
+    let src = p.a_offset + mat * M * N;
+    var a0 = load_col(src, sg, lane);
+    var a1 = mat4x4<f32>();
+    var a2 = mat4x4<f32>();
+    var a3 = mat4x4<f32>();
+    if CPS > 1u { a1 = load_col(src, sg + NSG, lane); }
+    if CPS > 2u { a2 = load_col(src, sg + 2u * NSG, lane); }
+    if CPS > 3u { a3 = load_col(src, sg + 3u * NSG, lane); }
+    let e0 = scale_exp(subgroupMax(mat_max(a0)));
+    let e1 = scale_exp(subgroupMax(mat_max(a1)));
+    let e2 = scale_exp(subgroupMax(mat_max(a2)));
+    let e3 = scale_exp(subgroupMax(mat_max(a3)));
+    a0 = mat_scaled(a0, -e0);
+    a1 = mat_scaled(a1, -e1);
+    a2 = mat_scaled(a2, -e2);
+    a3 = mat_scaled(a3, -e3);
+
+    // Step j applies reflector j-1 (published before the barrier) to the columns right of it,
+    // then the owner of column j, which has just updated it, forms reflector j.
+    for (var j = 0u; j <= K; j++) {
+        if j > 0u {
+            workgroupBarrier();
+            let i = j - 1u;
+            let v = load_v(i, lane);
+            let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
+            if sg >= j && sg < N { a0 = maxpy(a0, v, w.x, i); }
+            if CPS > 1u && sg + NSG >= j && sg + NSG < N { a1 = maxpy(a1, v, w.y, i); }
+            if CPS > 2u && sg + 2u * NSG >= j && sg + 2u * NSG < N { a2 = maxpy(a2, v, w.z, i); }
+            if CPS > 3u && sg + 3u * NSG >= j && sg + 3u * NSG < N { a3 = maxpy(a3, v, w.w, i); }
+        }
+        if j < K && j % NSG == sg {
+            let t = j / NSG;
+            if t == 0u { a0 = reflect(a0, j, lane); }
+            if t == 1u { a1 = reflect(a1, j, lane); }
+            if t == 2u { a2 = reflect(a2, j, lane); }
+            if t == 3u { a3 = reflect(a3, j, lane); }
+        }
+    }
+
+    let rdst = p.r_offset + mat * R_ROWS * N;
+    store_r(rdst, sg, lane, a0, e0);
+    if CPS > 1u { store_r(rdst, sg + NSG, lane, a1, e1); }
+    if CPS > 2u { store_r(rdst, sg + 2u * NSG, lane, a2, e2); }
+    if CPS > 3u { store_r(rdst, sg + 3u * NSG, lane, a3, e3); }
+    if QCOLS == 0u {
+        return;
+    }
+
+    // Q, NSG·CPS columns at a time; every reflector was published before the last barrier.
+    let qdst = p.q_offset + mat * M * QCOLS;
+    for (var q0 = 0u; q0 < QCOLS; q0 += NSG * CPS) {
+        let c0 = q0 + sg;
+        a0 = unit(c0, lane);
+        a1 = unit(c0 + NSG, lane);
+        a2 = unit(c0 + 2u * NSG, lane);
+        a3 = unit(c0 + 3u * NSG, lane);
+        let top = c0 + (CPS - 1u) * NSG; // this subgroup's last column of the chunk
+        for (var jj = 0u; jj < K; jj++) {
+            let i = K - 1u - jj;
+            if i > top {
+                continue;
+            }
+            let v = load_v(i, lane);
+            let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
+            if c0 >= i { a0 = maxpy(a0, v, w.x, i); }
+            if CPS > 1u && c0 + NSG >= i { a1 = maxpy(a1, v, w.y, i); }
+            if CPS > 2u && c0 + 2u * NSG >= i { a2 = maxpy(a2, v, w.z, i); }
+            if CPS > 3u && c0 + 3u * NSG >= i { a3 = maxpy(a3, v, w.w, i); }
+        }
+        store_q(qdst, c0, lane, a0);
+        if CPS > 1u { store_q(qdst, c0 + NSG, lane, a1); }
+        if CPS > 2u { store_q(qdst, c0 + 2u * NSG, lane, a2); }
+        if CPS > 3u { store_q(qdst, c0 + 3u * NSG, lane, a3); }
+    }
+}
