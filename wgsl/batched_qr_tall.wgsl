@@ -1,7 +1,8 @@
 // Batched Householder QR of matrices too tall for one lane per column (M > 64) but small enough
 // to live in the registers of one workgroup: entry `qr_tall`, the same results and conventions
 // as batched_qr_cols.wgsl's `qr_columns` (column-major f32, LAPACK sgeqr2 / slarfg signs, exact
-// zeros below R's diagonal, per-column power-of-two prescaling, the tiny-residual slow path).
+// zeros below R's diagonal, per-column power-of-two prescaling; tiny residuals, whose squares
+// would flush, have their norm from the residual scaled by 2^64, exactly).
 //
 // One workgroup per matrix, NSG subgroups of S lanes. Subgroup s owns columns s, s + NSG, …
 // (CPS ≤ 4 column slots) and lane l holds rows l, l + S, … (RPL ≤ 16 register rows) of each: the
@@ -28,7 +29,7 @@
 // requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
 // wgpu checks the feature)
 
-override M: u32 = 128u;      // rows of A (≤ RPL·S)
+override M: u32 = 128u;      // most rows of a block (≤ RPL·S)
 override N: u32 = 24u;       // columns of A (≤ NSG·CPS)
 override K: u32 = 24u;       // reflectors: min(M, N)
 override QCOLS: u32 = 24u;   // columns of Q written (0: R only)
@@ -44,22 +45,45 @@ override WG: u32 = 256u;     // NSG·S
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
 const SLOW_SS: f32 = 8.67361738e-19; // 2^-60
+const TWO64: f32 = 18446744073709551616.0; // 2^64
+const TWO_M64: f32 = 5.42101086e-20; // 2^-64
 
+// A dispatch factors `count` = matrices × nblocks blocks: each matrix of `rows` rows is cut
+// into `nblocks` blocks of consecutive rows (as tsqr.wgsl's block_rows: the first rows % nblocks
+// blocks one row longer), each block is factored alone. The batched QR has one block per matrix;
+// the TSQR panel factorization (tsqr.rs) runs this kernel on each level of its tree, every
+// block's R stacked into the level above (block g's rows g·R_ROWS …) and its explicit Q written
+// in place of its rows.
 struct Params {
-    batch: u32,     // matrices in this dispatch
-    a_offset: u32,  // element offset of matrix 0 in `a_in`
-    q_offset: u32,  // of Q in `q_out`
-    r_offset: u32,  // of R in `r_out`
+    count: u32,     // blocks in this dispatch
+    nblocks: u32,   // blocks per matrix
+    rows: u32,      // rows per matrix (each block has at most M, at least K)
+    a_offset: u32,  // A: element (i, c) of matrix b at a_offset + b·a_stride + i + c·a_ld
+    a_ld: u32,
+    a_stride: u32,
+    q_offset: u32,  // Q, likewise (row i of a block at its row in the matrix)
+    q_ld: u32,
+    q_stride: u32,
+    r_offset: u32,  // R of block g: rows g·R_ROWS … of matrix b's R
+    r_ld: u32,
+    r_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a_in: array<f32>;
+// A is bound read_write only because the TSQR levels above the first read it from the buffer
+// they write Q and R to; nothing writes it.
+@group(0) @binding(1) var<storage, read_write> a_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> r_out: array<f32>;
 
 var<workgroup> vs: array<f32, VN>;
 var<workgroup> taus: array<f32, K>;
 var<workgroup> counter: atomic<u32>;
+// This workgroup's block: its rows, and where its A, Q and R start.
+var<private> nr: u32;
+var<private> a_base: u32;
+var<private> q_base: u32;
+var<private> r_base: u32;
 
 // NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons.
 fn is_nan(x: f32) -> bool {
@@ -145,14 +169,23 @@ fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, j: u32) -> f32 {
     return (d0 + d1) + (d2 + d3);
 }
 
-// a + w·v over the vec4s reaching row j.
-fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, j: u32) -> mat4x4<f32> {
+// a + w·v on rows ≥ j (vec4s wholly above row j are skipped; in the vec4s that hold rows on
+// both sides, the rows above keep a exactly even where w is NaN, as LAPACK leaves them).
+fn maxpy4(a: vec4<f32>, v: vec4<f32>, w: vec4<f32>, lane: u32, k: u32, j: u32) -> vec4<f32> {
+    let r = fma(w, v, a);
+    if S * 4u * k >= j {
+        return r;
+    }
+    return select(a, r, rows4(lane, k) >= vec4<u32>(j));
+}
+
+fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, j: u32, lane: u32) -> mat4x4<f32> {
     var r = a;
     let wv = vec4<f32>(w);
-    if reaches(0u, j) { r[0] = fma(wv, v[0], a[0]); }
-    if reaches(1u, j) { r[1] = fma(wv, v[1], a[1]); }
-    if reaches(2u, j) { r[2] = fma(wv, v[2], a[2]); }
-    if reaches(3u, j) { r[3] = fma(wv, v[3], a[3]); }
+    if reaches(0u, j) { r[0] = maxpy4(a[0], v[0], wv, lane, 0u, j); }
+    if reaches(1u, j) { r[1] = maxpy4(a[1], v[1], wv, lane, 1u, j); }
+    if reaches(2u, j) { r[2] = maxpy4(a[2], v[2], wv, lane, 2u, j); }
+    if reaches(3u, j) { r[3] = maxpy4(a[3], v[3], wv, lane, 3u, j); }
     return r;
 }
 
@@ -202,8 +235,8 @@ fn unit(i: u32, lane: u32) -> mat4x4<f32> {
 }
 
 fn load1(src: u32, c: u32, i: u32) -> f32 {
-    if c < N && i < M {
-        return a_in[src + c * M + i];
+    if c < N && i < nr {
+        return a_in[src + c * p.a_ld + i];
     }
     return 0.0;
 }
@@ -248,12 +281,24 @@ fn publish4(j: u32, lane: u32, k: u32, x: vec4<f32>) {
     vs[b + r.w] = x.w;
 }
 
+// Rows `r` of reflector j's v from x (rows > j of the column): x·inv_d below row j, 1 at it,
+// 0 above.
+fn vrows(x: vec4<f32>, r: vec4<u32>, j: u32, inv_d: f32) -> vec4<f32> {
+    let jv = vec4<u32>(j);
+    return select(select(vec4<f32>(0.0), x * inv_d, r > jv), vec4<f32>(1.0), r == jv);
+}
+
 // Reflector j (slarfg) from the column held in `a` (prescaled, see batched_qr_cols.wgsl): v_j
 // and tau_j published; returns the column with row j set to beta.
 fn reflect(a: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
     let x = mat_below(a, j, lane);
     let alpha = subgroupShuffle(pick(a, j, lane), j % S);
-    let ss = subgroupAdd(mdot(x, x, 0u));
+    // ‖x‖² and ‖2^64·x‖² in one reduction: the second (exact scaling) serves tiny x, whose
+    // squares would flush — no second pass, and no branch around subgroup operations (such a
+    // branch, never taken, cost a fifth of the factorization's time on an H100).
+    let xs = x * TWO64;
+    let sums = subgroupAdd(vec2<f32>(mdot(x, x, 0u), mdot(xs, xs, 0u)));
+    let ss = sums.x;
     var tau = 0.0;
     var beta = alpha;
     var inv_d = 0.0;
@@ -268,25 +313,20 @@ fn reflect(a: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
         beta = select(h, -h, alpha >= 0.0);
         tau = (beta - alpha) / beta;
         inv_d = 1.0 / (alpha - beta);
-    } else {
-        // Tiny or zero x: its norm from x scaled by its own largest power of two (snrm2);
-        // zero x: tau = 0, R keeps alpha.
-        let e = scale_exp(subgroupMax(mat_max(x)));
-        let y = mat_scaled(x, -e);
-        let sy = subgroupAdd(mdot(y, y, 0u));
-        if sy != 0.0 {
-            let h = from_norm(alpha, scaled(sqrt(sy), e));
-            beta = h.x;
-            tau = h.y;
-            inv_d = h.z;
-        }
+    } else if sums.y != 0.0 {
+        // Tiny x (‖x‖² < 2^-60, so ‖2^64·x‖² < M·2^68 cannot overflow); zero x: tau = 0, R
+        // keeps alpha.
+        let h = from_norm(alpha, sqrt(sums.y) * TWO_M64);
+        beta = h.x;
+        tau = h.y;
+        inv_d = h.z;
     }
-    let jv = vec4<u32>(j);
-    let one = vec4<f32>(1.0);
-    if vec_on(0u) { publish4(j, lane, 0u, select(x[0] * inv_d, one, rows4(lane, 0u) == jv)); }
-    if vec_on(1u) { publish4(j, lane, 1u, select(x[1] * inv_d, one, rows4(lane, 1u) == jv)); }
-    if vec_on(2u) { publish4(j, lane, 2u, select(x[2] * inv_d, one, rows4(lane, 2u) == jv)); }
-    if vec_on(3u) { publish4(j, lane, 3u, select(x[3] * inv_d, one, rows4(lane, 3u) == jv)); }
+    // v: exactly zero above row j (even where inv_d is NaN: those rows of the other columns
+    // must not see it), 1 at row j.
+    if vec_on(0u) { publish4(j, lane, 0u, vrows(x[0], rows4(lane, 0u), j, inv_d)); }
+    if vec_on(1u) { publish4(j, lane, 1u, vrows(x[1], rows4(lane, 1u), j, inv_d)); }
+    if vec_on(2u) { publish4(j, lane, 2u, vrows(x[2], rows4(lane, 2u), j, inv_d)); }
+    if vec_on(3u) { publish4(j, lane, 3u, vrows(x[3], rows4(lane, 3u), j, inv_d)); }
     if lane == 0u {
         taus[j] = tau;
     }
@@ -306,7 +346,7 @@ fn dots(v: mat4x4<f32>, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: m
 
 fn store_r1(dst: u32, c: u32, i: u32, x: f32) {
     if i < R_ROWS {
-        r_out[dst + c * R_ROWS + i] = select(0.0, x, i <= c);
+        r_out[dst + c * p.r_ld + i] = select(0.0, x, i <= c);
     }
 }
 
@@ -331,8 +371,8 @@ fn store_r(dst: u32, c: u32, lane: u32, a: mat4x4<f32>, e: i32) {
 }
 
 fn store_q1(dst: u32, c: u32, i: u32, x: f32) {
-    if i < M {
-        q_out[dst + c * M + i] = x;
+    if i < nr {
+        q_out[dst + c * p.q_ld + i] = x;
     }
 }
 
@@ -362,13 +402,22 @@ fn qr_tall(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let mat = wid.x + wid.y * nwg.x;
-    if mat >= p.batch {
+    let flat = wid.x + wid.y * nwg.x;
+    if flat >= p.count {
         return;
     }
+    let mat = flat / p.nblocks;
+    let g = flat % p.nblocks;
+    let base = p.rows / p.nblocks;
+    let rem = p.rows % p.nblocks;
+    let first = g * base + min(g, rem);
+    nr = base + select(0u, 1u, g < rem);
+    a_base = p.a_offset + mat * p.a_stride + first;
+    q_base = p.q_offset + mat * p.q_stride + first;
+    r_base = p.r_offset + mat * p.r_stride + g * R_ROWS;
     let sg = subgroup_number(lid, lane);
     // Column slot t holds column sg + t·NSG, scaled by 2^-e_t.
-    let src = p.a_offset + mat * M * N;
+    let src = a_base;
     var a0 = load_col(src, sg, lane);
     var a1 = mat4x4<f32>();
     var a2 = mat4x4<f32>();
@@ -376,10 +425,11 @@ fn qr_tall(
     if CPS > 1u { a1 = load_col(src, sg + NSG, lane); }
     if CPS > 2u { a2 = load_col(src, sg + 2u * NSG, lane); }
     if CPS > 3u { a3 = load_col(src, sg + 3u * NSG, lane); }
-    let e0 = scale_exp(subgroupMax(mat_max(a0)));
-    let e1 = scale_exp(subgroupMax(mat_max(a1)));
-    let e2 = scale_exp(subgroupMax(mat_max(a2)));
-    let e3 = scale_exp(subgroupMax(mat_max(a3)));
+    let mx = subgroupMax(vec4<f32>(mat_max(a0), mat_max(a1), mat_max(a2), mat_max(a3)));
+    let e0 = scale_exp(mx.x);
+    let e1 = scale_exp(mx.y);
+    let e2 = scale_exp(mx.z);
+    let e3 = scale_exp(mx.w);
     a0 = mat_scaled(a0, -e0);
     a1 = mat_scaled(a1, -e1);
     a2 = mat_scaled(a2, -e2);
@@ -393,10 +443,10 @@ fn qr_tall(
             let i = j - 1u;
             let v = load_v(i, lane);
             let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
-            if sg >= j && sg < N { a0 = maxpy(a0, v, w.x, i); }
-            if CPS > 1u && sg + NSG >= j && sg + NSG < N { a1 = maxpy(a1, v, w.y, i); }
-            if CPS > 2u && sg + 2u * NSG >= j && sg + 2u * NSG < N { a2 = maxpy(a2, v, w.z, i); }
-            if CPS > 3u && sg + 3u * NSG >= j && sg + 3u * NSG < N { a3 = maxpy(a3, v, w.w, i); }
+            if sg >= j && sg < N { a0 = maxpy(a0, v, w.x, i, lane); }
+            if CPS > 1u && sg + NSG >= j && sg + NSG < N { a1 = maxpy(a1, v, w.y, i, lane); }
+            if CPS > 2u && sg + 2u * NSG >= j && sg + 2u * NSG < N { a2 = maxpy(a2, v, w.z, i, lane); }
+            if CPS > 3u && sg + 3u * NSG >= j && sg + 3u * NSG < N { a3 = maxpy(a3, v, w.w, i, lane); }
         }
         if j < K && j % NSG == sg {
             let t = j / NSG;
@@ -407,7 +457,7 @@ fn qr_tall(
         }
     }
 
-    let rdst = p.r_offset + mat * R_ROWS * N;
+    let rdst = r_base;
     store_r(rdst, sg, lane, a0, e0);
     if CPS > 1u { store_r(rdst, sg + NSG, lane, a1, e1); }
     if CPS > 2u { store_r(rdst, sg + 2u * NSG, lane, a2, e2); }
@@ -417,7 +467,7 @@ fn qr_tall(
     }
 
     // Q, NSG·CPS columns at a time; every reflector was published before the last barrier.
-    let qdst = p.q_offset + mat * M * QCOLS;
+    let qdst = q_base;
     for (var q0 = 0u; q0 < QCOLS; q0 += NSG * CPS) {
         let c0 = q0 + sg;
         a0 = unit(c0, lane);
@@ -432,10 +482,10 @@ fn qr_tall(
             }
             let v = load_v(i, lane);
             let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
-            if c0 >= i { a0 = maxpy(a0, v, w.x, i); }
-            if CPS > 1u && c0 + NSG >= i { a1 = maxpy(a1, v, w.y, i); }
-            if CPS > 2u && c0 + 2u * NSG >= i { a2 = maxpy(a2, v, w.z, i); }
-            if CPS > 3u && c0 + 3u * NSG >= i { a3 = maxpy(a3, v, w.w, i); }
+            if c0 >= i { a0 = maxpy(a0, v, w.x, i, lane); }
+            if CPS > 1u && c0 + NSG >= i { a1 = maxpy(a1, v, w.y, i, lane); }
+            if CPS > 2u && c0 + 2u * NSG >= i { a2 = maxpy(a2, v, w.z, i, lane); }
+            if CPS > 3u && c0 + 3u * NSG >= i { a3 = maxpy(a3, v, w.w, i, lane); }
         }
         store_q(qdst, c0, lane, a0);
         if CPS > 1u { store_q(qdst, c0 + NSG, lane, a1); }

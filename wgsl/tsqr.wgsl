@@ -24,7 +24,10 @@
 // Work split in `tsqr_factor`: TPC = WG / B invocations per column; for a step j, invocation
 // (c, part) handles rows part, part + TPC, … of column c. One reduction buffer, two barriers
 // per step: partial dot products, then every invocation of column c sums the TPC partials
-// itself (no third barrier) and updates its rows. tsqr_sg.wgsl has the subgroup version.
+// itself (no third barrier) and updates its rows. Where the adapter's subgroups have one fixed
+// size, the blocks are factored instead by batched_qr_tall.wgsl's qr_tall (the block in the
+// registers of a workgroup of subgroups, same outputs: R stacked into the level above, the
+// block's explicit Q) and the LU by tsqr_sg.wgsl's tsqr_lu_sg.
 //
 // Workgroup memory (floats): SMEM + SMQ + WG + 5·B, each entry point's arrays sized by the host
 // for that dispatch (see the override comments) to the adapter's limit.

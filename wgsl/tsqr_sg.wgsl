@@ -1,32 +1,23 @@
-// The TSQR kernels of tsqr.wgsl (same parameters, bindings and results; see its header for the
-// algorithm) for adapters whose subgroups have one fixed size S: one subgroup per column, the
-// workgroup B·S invocations. Dot products reduce with subgroupAdd instead of through workgroup
-// memory, which takes the per-step dependent chain from about 60 shared-memory operations down
-// to a few shuffles:
-//   tsqr_factor_sg  one barrier per Householder step (every subgroup computes the pivot column's
-//                   norm itself, so no broadcast is needed);
-//                   It also forms the block's own Q, each subgroup one column, no barrier;
+// The reconstruction LU of tsqr.wgsl (same parameters, bindings and results; see its header for
+// the algorithm) for adapters whose subgroups have one fixed size S: one subgroup per column, the
+// workgroup B·S invocations.
 //   tsqr_lu_sg      the LU of tsqr_lu with U⁻¹ and T built one row/column per step, each sum
 //                   spread over a subgroup.
-// tsqr.wgsl's tsqr_apply (explicit Q level by level) and tsqr_rows (Y below the top block)
-// are portable and serve both variants.
+// On such adapters the TSQR blocks are factored by batched_qr_tall.wgsl's qr_tall (the block in
+// registers); tsqr.wgsl's tsqr_apply (explicit Q level by level) and tsqr_rows (Y below the top
+// block) are portable and serve both variants.
 //
 // Subgroups number themselves through a workgroup atomic, so nothing is assumed about how
 // invocations are grouped; the host picks this file only when the adapter's subgroup size is
 // fixed (min = max = S).
 //
-// Workgroup storage: SMEM + SMQ + 4·B + 1 floats; invocations B·S.
+// Workgroup storage: SMEM + 4·B + 1 floats; invocations B·S.
 // requires: subgroups (naga takes subgroup builtins without an `enable`; wgpu checks the feature)
 
 override B: u32 = 8u;       // panel width
-override RB: u32 = 64u;     // most rows in a block
-override LDS: u32 = 65u;    // leading dimension of a block in workgroup memory (RB + 1)
-override SMEM: u32 = 520u;  // factor: LDS·B; lu: 3·B·(B+1)
-override SMQ: u32 = 520u;   // factor: LDS·B for the block's Q (1 in lu)
+override SMEM: u32 = 216u;  // 3·B·(B+1)
 override S: u32 = 32u;      // subgroup size
 override WG: u32 = 256u;    // B·S
-
-const F32_MAX: f32 = 3.40282347e38;
 
 struct Params {
     rows: u32,
@@ -66,21 +57,12 @@ struct Params {
 var<workgroup> blk: array<f32, SMEM>;
 var<workgroup> betas: array<f32, B>;
 var<workgroup> dinvs: array<f32, B>;
-var<workgroup> taus: array<f32, B>;
-var<workgroup> expo: array<i32, B>;
 // tsqr_lu_sg: per column, whether any value below the diagonal was ever non-zero (written only
 // by the column's own subgroup), and whether the column took LAPACK's no-reflection case (see
 // tsqr_lu in tsqr.wgsl).
 var<workgroup> nz: array<u32, B>;
 var<workgroup> special: array<u32, B>;
 var<workgroup> counter: atomic<u32>;
-var<workgroup> qx: array<f32, SMQ>;
-
-fn block_rows(g: u32) -> vec2<u32> {
-    let base = p.rows / p.nblocks;
-    let rem = p.rows % p.nblocks;
-    return vec2<u32>(g * base + min(g, rem), base + select(0u, 1u, g < rem));
-}
 
 // This subgroup's number 0, 1, … (claimed by its first lane; every lane gets it).
 fn subgroup_number(lid: u32, lane: u32) -> u32 {
@@ -93,131 +75,6 @@ fn subgroup_number(lid: u32, lane: u32) -> u32 {
         id = atomicAdd(&counter, 1u);
     }
     return subgroupBroadcastFirst(id);
-}
-
-@compute @workgroup_size(WG)
-fn tsqr_factor_sg(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let g = wid.x;
-    let bm = wid.y;
-    if g >= p.nblocks || bm >= p.batch {
-        return;
-    }
-    let c = subgroup_number(lid, lane);
-    let br = block_rows(g);
-    let nr = br.y;
-    let xb = p.x_off + bm * p.x_stride + br.x;
-    // Each subgroup loads and scales its own column.
-    var mx = 0.0;
-    for (var i = lane; i < nr; i += S) {
-        let x = xbuf[xb + i + c * p.x_ld];
-        blk[c * LDS + i] = x;
-        mx = max(mx, abs(x));
-    }
-    mx = subgroupMax(mx);
-    var e = 0;
-    if mx > 0.0 && mx <= F32_MAX {
-        e = frexp(mx).exp;
-    }
-    if lane == 0u {
-        expo[c] = e;
-    }
-    for (var i = lane; i < nr; i += S) {
-        blk[c * LDS + i] = ldexp(blk[c * LDS + i], -e);
-    }
-    workgroupBarrier();
-
-    for (var j = 0u; j < B; j++) {
-        if c >= j {
-            let alpha = blk[j * LDS + j];
-            let acj = blk[c * LDS + j];
-            var sn = 0.0;
-            var sd = 0.0;
-            for (var i = j + 1u + lane; i < nr; i += S) {
-                let x = blk[j * LDS + i];
-                sn = fma(x, x, sn);
-                sd = fma(x, blk[c * LDS + i], sd);
-            }
-            let dj = subgroupAdd(sn);
-            let dc = subgroupAdd(sd);
-            var tau = 0.0;
-            var beta = alpha;
-            var dinv = 0.0;
-            if dj != 0.0 {
-                let h = sqrt(fma(alpha, alpha, dj));
-                beta = select(h, -h, alpha >= 0.0);
-                tau = (beta - alpha) / beta;
-                dinv = 1.0 / (alpha - beta);
-            }
-            if c == j {
-                if lane == 0u {
-                    taus[j] = tau;
-                    betas[j] = beta;
-                    dinvs[j] = dinv;
-                }
-            } else {
-                let w = tau * fma(dc, dinv, acj);
-                if lane == 0u {
-                    blk[c * LDS + j] = acj - w;
-                }
-                let wd = -w * dinv;
-                for (var i = j + 1u + lane; i < nr; i += S) {
-                    blk[c * LDS + i] = fma(wd, blk[j * LDS + i], blk[c * LDS + i]);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-
-    for (var e2 = lid; e2 < nr * B; e2 += WG) {
-        let i = e2 % nr;
-        let cc = e2 / nr;
-        if i > cc {
-            xbuf[xb + i + cc * p.x_ld] = blk[cc * LDS + i] * dinvs[cc];
-        }
-    }
-    let rb = p.r_off + bm * p.s_stride + g * B;
-    for (var e2 = lid; e2 < B * B; e2 += WG) {
-        let i = e2 % B;
-        let cc = e2 / B;
-        var v = 0.0;
-        if i < cc {
-            v = ldexp(blk[cc * LDS + i], expo[cc]);
-        } else if i == cc {
-            v = ldexp(betas[cc], expo[cc]);
-        }
-        sbuf[rb + i + cc * p.r_ld] = v;
-    }
-    if lid < B {
-        sbuf[p.tau_off + bm * p.s_stride + g * B + lid] = taus[lid];
-    }
-
-    // The block's own Q (nr × B) = H_0 … H_{B-1} [I; 0]: subgroup c forms column c alone
-    // (e_c, then H_c … H_0 applied), so no barrier is needed; then to q_off (ld q_ld).
-    for (var i = lane; i < nr; i += S) {
-        qx[c * LDS + i] = select(0.0, 1.0, i == c);
-    }
-    for (var jj = 0u; jj <= c; jj++) {
-        let j = c - jj;
-        let dj = dinvs[j];
-        var s = 0.0;
-        for (var i = j + lane; i < nr; i += S) {
-            let v = select(blk[j * LDS + i] * dj, 1.0, i == j);
-            s = fma(v, qx[c * LDS + i], s);
-        }
-        let w = -subgroupAdd(s) * taus[j];
-        for (var i = j + lane; i < nr; i += S) {
-            let v = select(blk[j * LDS + i] * dj, 1.0, i == j);
-            qx[c * LDS + i] = fma(w, v, qx[c * LDS + i]);
-        }
-    }
-    let qb = p.q_off + bm * p.s_stride + br.x;
-    for (var i = lane; i < nr; i += S) {
-        sbuf[qb + i + c * p.q_ld] = qx[c * LDS + i];
-    }
 }
 
 @compute @workgroup_size(WG)

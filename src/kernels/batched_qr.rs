@@ -455,28 +455,108 @@ impl Tall {
         batch: usize,
     ) {
         debug_assert_eq!(q.is_some(), self.qcols > 0);
-        let params = ColumnsParams {
-            batch: batch as u32,
+        let (m, n) = (self.m, self.n);
+        let params = TallParams {
+            count: batch as u32,
+            nblocks: 1,
+            rows: m as u32,
             a_offset: a_offset as u32,
+            a_ld: m as u32,
+            a_stride: (m * n) as u32,
             q_offset: q.map_or(0, |q| q.1 as u32),
+            q_ld: m as u32,
+            q_stride: (m * self.qcols) as u32,
             r_offset: r_offset as u32,
+            r_ld: self.r_rows as u32,
+            r_stride: (self.r_rows * n) as u32,
         };
         // Mode R binds R in Q's place (written by nobody there).
         let q_buffer = q.map_or(r, |q| q.0);
+        self.dispatch(rec, ctx, &params, [a, q_buffer, r], batch);
+    }
+
+    /// One level of a TSQR tree (`kernels::tsqr`): each of `batch` matrices of `rows` rows (at
+    /// `x`, column stride `x.ld`, matrix stride `x.stride`) cut into `nblocks` blocks, each
+    /// block's explicit Q written at its rows of `q` and its R (b×b, zeros below the diagonal)
+    /// at rows g·b … of `r`. The variant must have been made with qcols = r_rows = n = b and
+    /// m ≥ the largest block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_blocks(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        x: Mats,
+        rows: usize,
+        nblocks: usize,
+        q: Mats,
+        r: Mats,
+        batch: usize,
+    ) {
+        debug_assert!(
+            self.qcols == self.n && self.r_rows == self.n && rows.div_ceil(nblocks) <= self.m
+        );
+        let params = TallParams {
+            count: (nblocks * batch) as u32,
+            nblocks: nblocks as u32,
+            rows: rows as u32,
+            a_offset: x.offset as u32,
+            a_ld: x.ld as u32,
+            a_stride: x.stride as u32,
+            q_offset: q.offset as u32,
+            q_ld: q.ld as u32,
+            q_stride: q.stride as u32,
+            r_offset: r.offset as u32,
+            r_ld: r.ld as u32,
+            r_stride: r.stride as u32,
+        };
+        self.dispatch(
+            rec,
+            ctx,
+            &params,
+            [x.buffer, q.buffer, r.buffer],
+            nblocks * batch,
+        );
+    }
+
+    fn dispatch(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        params: &TallParams,
+        [a, q, r]: [&wgpu::Buffer; 3],
+        count: usize,
+    ) {
         rec.dispatch(
             ctx,
             &SOURCE_TALL,
             "qr_tall",
             &self.constants(),
-            &params,
+            params,
             &[
-                (a, Access::Read),
-                (q_buffer, Access::ReadWrite),
+                (a, Access::ReadWrite),
+                (q, Access::ReadWrite),
                 (r, Access::ReadWrite),
             ],
-            grid(ctx, batch as u32),
+            grid(ctx, count as u32),
         );
     }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct TallParams {
+    count: u32,
+    nblocks: u32,
+    rows: u32,
+    a_offset: u32,
+    a_ld: u32,
+    a_stride: u32,
+    q_offset: u32,
+    q_ld: u32,
+    q_stride: u32,
+    r_offset: u32,
+    r_ld: u32,
+    r_stride: u32,
 }
 
 /// R X = C[0:n] for `batch` systems, one workgroup each, in global memory: R is the upper

@@ -6,6 +6,7 @@
 //! [`record_panel`] records the whole panel: factor levels bottom-up, expand levels top-down,
 //! then the reconstruction of Y, T, tau and R_H.
 
+use super::batched_qr::Tall;
 use super::householder::Mats;
 use crate::context::{Access, Context, KernelSource, Recorder};
 
@@ -19,7 +20,8 @@ pub(crate) const SOURCE_SUBGROUP: KernelSource = KernelSource {
     source: include_str!("../../wgsl/tsqr_sg.wgsl"),
 };
 
-/// Block height used when the caller does not ask for one (capped by workgroup memory).
+/// Block height used when the caller does not ask for one (capped by workgroup memory and, for
+/// `qr_tall`, by its 16 rows per lane).
 pub(crate) const DEFAULT_BLOCK_ROWS: usize = 256;
 
 #[repr(C)]
@@ -52,14 +54,17 @@ struct Params {
 }
 
 /// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows:
-/// the subgroup kernels (`tsqr_sg.wgsl`, one subgroup of `sg` lanes per column) where the
-/// adapter's subgroups have a fixed size, the portable ones (`wg` invocations) otherwise.
+/// where the adapter's subgroups have a fixed size, blocks factored in registers by `qr_tall`
+/// (`wgsl/batched_qr_tall.wgsl`) and the reconstruction LU by `tsqr_lu_sg` (one subgroup of
+/// `sg` lanes per column); the portable kernels of `tsqr.wgsl` (`wg` invocations) otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Variant {
     pub b: usize,
     pub rb: usize,
     wg: usize,
     sg: Option<usize>,
+    /// The factor kernel where it is `qr_tall` (whenever `sg` is set).
+    tall: Option<Tall>,
 }
 
 /// Which kernel a set of override constants is for (their workgroup arrays differ).
@@ -97,13 +102,19 @@ impl Variant {
             .max_compute_invocations_per_workgroup
             .min(limits.max_compute_workgroup_size_x) as usize;
         if let Some(s) = ctx.fixed_subgroup_size().map(|s| s as usize) {
-            if b * s <= most {
-                if let Some(rb) = fit(4 * b + 1) {
+            if b * s <= most && 4 * (lu_floats + 4 * b) <= limit {
+                // Blocks factored in registers by qr_tall, as tall as it takes them (up to
+                // `wanted` rows); the reconstruction by tsqr_lu_sg.
+                let tall = (2 * b..=wanted)
+                    .rev()
+                    .find_map(|rb| Tall::new(ctx, rb, b, b, b).map(|t| (rb, t)));
+                if let Some((rb, t)) = tall {
                     return Some(Self {
                         b,
                         rb,
                         wg: b * s,
                         sg: Some(s),
+                        tall: Some(t),
                     });
                 }
             }
@@ -118,45 +129,42 @@ impl Variant {
             rb,
             wg,
             sg: None,
+            tall: None,
         })
     }
 
     /// Override constants for `entry` (workgroup arrays sized for that kernel only).
     fn constants(&self, entry: Entry) -> Vec<(&'static str, f64)> {
         let (b, rb) = (self.b, self.rb);
-        let block = (rb + 1) * b;
-        let (smem, smq) = match entry {
-            Entry::Factor => (block, block),
-            Entry::Lu => (3 * b * (b + 1), 1),
-            Entry::Portable => (b * b, 1),
+        let smem = match entry {
+            Entry::Factor => (rb + 1) * b,
+            Entry::Lu => 3 * b * (b + 1),
+            Entry::Portable => b * b,
         };
-        let mut c = vec![
-            ("B", b as f64),
-            ("RB", rb as f64),
-            ("LDS", (rb + 1) as f64),
-            ("SMEM", smem as f64),
-            ("SMQ", smq as f64),
-        ];
+        let mut c = vec![("B", b as f64), ("SMEM", smem as f64)];
         match (self.sg, entry) {
-            (Some(s), Entry::Factor | Entry::Lu) => {
-                c.extend([("S", s as f64), ("WG", self.wg as f64)]);
-            }
-            (_, Entry::Portable) => {
-                c.extend([("TPC", 1.0), ("WG", PORTABLE_WG as f64)]);
-            }
-            (None, _) => {
-                c.extend([("TPC", (self.wg / b) as f64), ("WG", self.wg as f64)]);
-            }
+            (Some(s), Entry::Lu) => c.extend([("S", s as f64), ("WG", self.wg as f64)]),
+            (_, Entry::Portable) => c.extend([("TPC", 1.0), ("WG", PORTABLE_WG as f64)]),
+            _ => c.extend([("TPC", (self.wg / b) as f64), ("WG", self.wg as f64)]),
+        }
+        if self.sg.is_none() || entry == Entry::Portable {
+            // tsqr.wgsl's block arrays.
+            let smq = if entry == Entry::Factor { smem } else { 1 };
+            c.extend([
+                ("RB", rb as f64),
+                ("LDS", (rb + 1) as f64),
+                ("SMQ", smq as f64),
+            ]);
         }
         c
     }
 
-    /// Kernel source and entry name of this variant's factor (`lu = false`) or LU kernel.
+    /// Kernel source and entry name of this variant's LU kernel, or of its factor kernel when
+    /// that is not `qr_tall`.
     fn kernel(&self, lu: bool) -> (&'static KernelSource, &'static str) {
         match (self.sg.is_some(), lu) {
-            (true, false) => (&SOURCE_SUBGROUP, "tsqr_factor_sg"),
             (true, true) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
-            (false, false) => (&SOURCE, "tsqr_factor"),
+            (_, false) => (&SOURCE, "tsqr_factor"),
             (false, true) => (&SOURCE, "tsqr_lu"),
         }
     }
@@ -296,6 +304,19 @@ pub(crate) fn record_panel(
             tau_off: level.tau as u32,
             ..base
         };
+        if let Some(t) = &v.tall {
+            t.record_blocks(
+                rec,
+                ctx,
+                Mats::new(xbuf, x_off, x_ld, x_stride),
+                level.rows,
+                level.nblocks,
+                Mats::new(scratch, level.q, level.rows, stride),
+                Mats::new(scratch, r_off, r_ld, stride),
+                batch,
+            );
+            continue;
+        }
         rec.dispatch(
             ctx,
             source,

@@ -5,7 +5,8 @@
 //! is factored as inner panels of 32 columns:
 //! 1. each inner panel is factored in place, with its T (compact WY) and explicit V:
 //!    - by TSQR with Householder reconstruction (`kernels::tsqr`): the panel's rows are cut into
-//!      blocks factored in parallel in workgroup memory and reduced as a tree, then V, T and R
+//!      blocks factored in parallel (in workgroup memory, or in registers where the adapter's
+//!      subgroups have one size) and reduced as a tree, then V, T and R
 //!      are rebuilt from the explicit Q. O(log m) dependent launches instead of a column loop
 //!      over all m rows; chosen by [`PanelAlgorithm::Auto`] wherever the adapter fits it;
 //!    - or by one workgroup walking the panel column by column (`geqr2`), V extracted, S = VᵀV
@@ -78,7 +79,8 @@ pub struct QrOptions {
     pub block_size: Option<usize>,
     /// Panel factorization; the default picks TSQR for tall panels.
     pub panel: PanelAlgorithm,
-    /// Rows per TSQR block (`None`: 256, lowered to fit the adapter's workgroup memory).
+    /// Rows per TSQR block (`None`: 256, lowered to fit the adapter's workgroup memory and the
+    /// register kernel's 16 rows per lane).
     pub tsqr_block_rows: Option<usize>,
 }
 
