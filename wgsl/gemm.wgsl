@@ -422,10 +422,21 @@ fn reduce_splits(
     if e >= total {
         return;
     }
-    var acc = 0.0;
-    for (var s = 0u; s < p.k; s++) {
-        acc += a[s * total + e];
+    // Eight slices in flight per step: one dependent memory latency per slice made a
+    // 127-slice reduction of a 128×128 W take 63 µs on an H100 (its 64 workgroups hide none).
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var s = 0u;
+    for (; s + 8u <= p.k; s += 8u) {
+        let b = s * total + e;
+        acc1 += vec4<f32>(a[b], a[b + total], a[b + 2u * total], a[b + 3u * total]);
+        acc2 += vec4<f32>(a[b + 4u * total], a[b + 5u * total], a[b + 6u * total], a[b + 7u * total]);
     }
+    for (; s < p.k; s++) {
+        acc1.x += a[s * total + e];
+    }
+    let acc4 = acc1 + acc2;
+    let acc = (acc4.x + acc4.y) + (acc4.z + acc4.w);
     let ci = p.c_offset + e % p.m + (e / p.m) * p.ldc;
     var v = p.alpha * acc;
     if p.beta != 0.0 {
