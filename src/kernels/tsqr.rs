@@ -277,7 +277,8 @@ pub(crate) fn record_panel(
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let elementwise = |elements: usize| elements.div_ceil(PORTABLE_WG).clamp(1, max_x.min(4096));
 
-    // Factor every level bottom-up: V in place, R to the level above (or rtop), the block Qs.
+    // Factor every level bottom-up: R to the level above (or rtop), the block Qs (the portable
+    // kernel also leaves V in place, unused).
     let (source, entry) = v.kernel(false);
     let consts = v.constants(Entry::Factor);
     for (l, level) in levels.iter().enumerate() {
@@ -347,7 +348,11 @@ pub(crate) fn record_panel(
             &portable,
             &params,
             &[(scratch, Access::ReadWrite), (scratch, Access::ReadWrite)],
-            [elementwise(level.rows * b) as u32, batch as u32, 1],
+            [
+                elementwise(level.rows * b.div_ceil(4)) as u32,
+                batch as u32,
+                1,
+            ],
         );
     }
     // Reconstruction.
@@ -397,7 +402,11 @@ pub(crate) fn record_panel(
         &portable,
         &params,
         &buffers,
-        [elementwise((rows - b) * b) as u32, batch as u32, 1],
+        [
+            elementwise((rows - b) * b.div_ceil(4)) as u32,
+            batch as u32,
+            1,
+        ],
     );
 }
 
