@@ -168,7 +168,7 @@ fn check_all_modes(ctx: &Context, what: &str, members: &[Mat]) {
         assert_eq!(
             batched_qr_kernel(ctx, m, n, mode, &opts(SmallKernel::Tall)),
             Some(SmallKernel::Tall),
-            "{what} {mode:?}: the tall kernel takes this shape"
+            "{what} {m}×{n} {mode:?}: the tall kernel takes this shape"
         );
         let what = format!("{what} {m}×{n} {mode:?}");
         let (q, r) = run(ctx, members, mode, SmallKernel::Tall);
@@ -214,7 +214,8 @@ fn tall_kernel_is_chosen_past_the_column_kernel() {
 
 /// Shapes relative to the subgroup size s: one lane row, partial and full register rows, the
 /// 16-rows-per-lane limit, m < n; columns up to 32 (4 per subgroup of a 256-invocation
-/// workgroup at s = 32) and reflectors within 48 KiB of workgroup memory (the H100's limit).
+/// workgroup at s = 32, where WebGPU's default limits leave it) and reflectors within 48 KiB of
+/// workgroup memory (the H100's limit).
 fn shapes_for(s: usize) -> Vec<(usize, usize)> {
     vec![
         (1, 1),
@@ -230,11 +231,17 @@ fn shapes_for(s: usize) -> Vec<(usize, usize)> {
         (2 * s, 32),
     ]
     .into_iter()
-    // Where subgroups are narrow (lavapipe: 8 lanes, 32 subgroups), also columns past one per
+    // Where subgroups are narrow (lavapipe: 8 lanes, 64 subgroups), also columns past one per
     // subgroup, so that every column-slot count (1 to 4) runs on the CI's adapter too.
     .chain(
         (s <= 8)
-            .then_some([(3 * s + 1, 100), (2 * s, 128), (16 * s - 5, 40)])
+            .then_some([
+                (3 * s + 1, 200),
+                (2 * s, 256),
+                (6 * s, 150),
+                (4 * s, 100),
+                (16 * s - 5, 60),
+            ])
             .into_iter()
             .flatten(),
     )

@@ -351,6 +351,8 @@ impl Columns {
 const TALL_MAX_ROWS_PER_LANE: usize = 16;
 /// Column slots per subgroup a [`Tall`] variant holds at most (its mat4x4 registers a0..a3).
 const TALL_MAX_SLOTS: usize = 4;
+/// Invocations of a [`Tall`] workgroup at most (see [`Tall::new`]).
+const TALL_MAX_INVOCATIONS: u32 = 512;
 
 /// Rows of one reflector in a [`Tall`] kernel's workgroup memory: whole vec4s of register rows
 /// (`rpl` rounded up to 4) for each of the `s` lanes.
@@ -381,8 +383,8 @@ pub(crate) struct Tall {
 impl Tall {
     /// The variant for an m×n QR forming `qcols` columns of Q (0: none) and writing `r_rows`
     /// rows of R, or `None` without subgroups of one fixed size, or when the matrix does not
-    /// fit one workgroup's registers (m ≤ 16·S, n ≤ 4 per subgroup) or its reflectors the
-    /// workgroup memory.
+    /// fit one workgroup's registers (m ≤ 16·S, n ≤ 4 per subgroup of a workgroup of at most 512
+    /// invocations) or its reflectors the workgroup memory.
     pub fn new(ctx: &Context, m: usize, n: usize, qcols: usize, r_rows: usize) -> Option<Self> {
         let s = ctx.fixed_subgroup_size()? as usize;
         if m == 0 || n == 0 {
@@ -392,10 +394,11 @@ impl Tall {
         let limits = ctx.limits();
         let most = (limits.max_compute_invocations_per_workgroup)
             .min(limits.max_compute_workgroup_size_x)
-            .min(256) as usize;
-        // As many subgroups as 256 invocations hold: fewer column slots per subgroup shorten
-        // each step (measured on an H100, 10000×256×32 with Q: 4 subgroups of 8 slots do not
-        // fit, 8 of 4 slots 3.8 ms, 16 of 2 slots 3.6 ms, 32 of 1 slot 11.6 ms).
+            .min(TALL_MAX_INVOCATIONS) as usize;
+        // As many subgroups as 512 invocations hold (where the adapter allows): fewer column
+        // slots per subgroup shorten each step. Measured on an H100 (GPU time; 8 / 16 / 32
+        // subgroups of 32 lanes): 10000×256×32 with Q 4.04 / 3.63 / 11.2 ms, the 4096² QR
+        // (TSQR blocks) 47.4 / 45.6 / 68.2 ms, 65536×256 5.87 / 5.62 / 9.20 ms.
         let nsg = (most / s).min(n);
         if rpl > TALL_MAX_ROWS_PER_LANE || nsg == 0 {
             return None;

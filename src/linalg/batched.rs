@@ -9,8 +9,8 @@
 //!   QR of matrices up to 64 rows runs `wgsl/batched_qr_cols.wgsl` ([`SmallKernel::Columns`]):
 //!   one lane per column of [A | I] holding it in registers, each reflector computed once by its
 //!   column's lane and broadcast, Qᵀ accumulated on the way (one barrier per reflector). Taller
-//!   matrices (up to 16 rows per lane of a subgroup, 4 columns per subgroup of 256 invocations:
-//!   256×32 with 32-lane subgroups) run `wgsl/batched_qr_tall.wgsl` ([`SmallKernel::Tall`])
+//!   matrices (up to 16 rows per lane of a subgroup, 4 columns per subgroup of up to 512
+//!   invocations: 256×32 with 32-lane subgroups) run `wgsl/batched_qr_tall.wgsl` ([`SmallKernel::Tall`])
 //!   where the adapter's subgroups have one fixed size: the matrix in the registers of one
 //!   workgroup, rows over the lanes, columns over the subgroups, each reflector formed once and
 //!   published in workgroup memory, Q formed from them without a barrier. Other shapes up to a
@@ -79,8 +79,8 @@ pub enum SmallKernel {
     /// the lanes, columns over the subgroups), each reflector computed once by its column's
     /// subgroup and published in workgroup memory, Q formed from them without a barrier.
     /// Needs subgroups of one fixed size S: m ≤ 16·S, n ≤ 4 per subgroup of a workgroup of at
-    /// most 256 invocations (S = 32: n ≤ 32), the reflectors (min(m, n)·m floats) in workgroup
-    /// memory. Falls back to `Columns`, then `Shared`, for shapes it does not take.
+    /// most 512 invocations the adapter allows (S = 32: n ≤ 64; 32 with WebGPU's default 256),
+    /// the reflectors (min(m, n)·m floats, rows padded) in workgroup memory. Falls back to `Columns`, then `Shared`, for shapes it does not take.
     Tall,
 }
 
