@@ -119,7 +119,8 @@ pub struct Context {
     /// submissions on one queue run in order, and no role's contents outlive a submission.
     scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
     /// `METALCORE_PROFILE` set and timestamp queries available: every submission times each
-    /// dispatch in its own pass and prints the totals per kernel entry to stderr.
+    /// dispatch in its own pass and prints the totals per kernel entry (`=grid`: per entry and
+    /// dispatch grid) to stderr.
     profile: bool,
     /// [`ContextOptions::gpu_timing`] and timestamp queries available.
     gpu_timing: bool,
@@ -797,17 +798,25 @@ impl Context {
         }
         let ticks = self.read_timestamps(&staging, "profile timestamps")?;
         let period = f64::from(self.queue.get_timestamp_period());
-        let mut totals: Vec<(&str, usize, f64)> = Vec::new();
+        // METALCORE_PROFILE=grid: totals per entry point and dispatch grid.
+        let by_grid = std::env::var("METALCORE_PROFILE").is_ok_and(|v| v == "grid");
+        let mut totals: Vec<(String, usize, f64)> = Vec::new();
         let mut each: Vec<(f64, usize)> = Vec::with_capacity(names.len());
         for (d, name) in names.iter().enumerate() {
             let ns = ticks[2 * d + 1].saturating_sub(ticks[2 * d]) as f64 * period;
             each.push((ns, d));
-            match totals.iter_mut().find(|t| t.0 == *name) {
+            let key = if by_grid {
+                let g = grids[d];
+                format!("{name} {}×{}×{}", g[0], g[1], g[2])
+            } else {
+                name.to_string()
+            };
+            match totals.iter_mut().find(|t| t.0 == key) {
                 Some(t) => {
                     t.1 += 1;
                     t.2 += ns;
                 }
-                None => totals.push((name, 1, ns)),
+                None => totals.push((key, 1, ns)),
             }
         }
         totals.sort_by(|a, b| b.2.total_cmp(&a.2));
