@@ -3,17 +3,7 @@
 # rows, no profile), for re-measuring after a change on the same card in one call. Binaries:
 # ../shared/device/stage --example bench --bench batched --test qr --test batched
 # --test batched_columns --test batched_tall --test lstsq, then tar as gpu-final.sh says.
-out=${OUT:-gpu-out}; mkdir -p "$out"
-[ -f .gpu/bin.tgz ] && tar -xzf .gpu/bin.tgz -C .gpu
-source .gpu/env.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
-for t in .gpu/bin/*-test; do
-  echo "== $t" | tee -a "$out/tests.txt"
-  timeout 240 "$t" --test-threads=1 > "$out/last-test.txt" 2>&1
-  cat "$out/last-test.txt" >> "$out/tests.txt"
-  grep -E "test result|FAILED|panicked" "$out/last-test.txt" | head -5
-done
-rm -f "$out/last-test.txt"
+source scripts/gpu-setup.sh   # binaries, loader, card, every carried test suite
 timeout 200 .gpu/bin/bench --large --no-cpu --runs 5 --warmup 2 --only "qr reduced" --only "geqrf" 2>&1 | tee "$out/bench-qr.txt" | grep "^| [a-z]"
 METALCORE_BATCHED_KERNEL=new timeout 120 .gpu/bin/bench --large --no-cpu --runs 5 --warmup 2 --only qr-batched 2>&1 | tee "$out/bench-batched.txt" | grep "^| [a-z]"
 timeout 120 .gpu/bin/batched-bench --bench "gpu/" 2>&1 | grep -E "^qr_batched|time:" | tee "$out/criterion-batched.txt"

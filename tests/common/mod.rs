@@ -1,6 +1,8 @@
 //! Shared test machinery: one context per test binary, a seeded random source, f64 references.
 #![allow(dead_code)]
 
+pub mod small_qr;
+
 use std::sync::OnceLock;
 
 use metalcore::Context;

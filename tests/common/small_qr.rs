@@ -1,0 +1,128 @@
+//! Shared by the one-workgroup-per-matrix batched QR suites (tests/batched_columns.rs,
+//! tests/batched_tall.rs): running a kernel on NaN-poisoned outputs, and the checks of its
+//! results against the definitions (tolerances explained in tests/batched.rs's module docs).
+
+use super::*;
+use metalcore::{
+    qr_batched_into, BatchedOptions, BatchedPath, Context, GpuBatch, QrMode, SmallKernel,
+};
+
+pub const QR_C: f64 = 4.0;
+
+pub const MODES: [QrMode; 3] = [QrMode::Reduced, QrMode::Complete, QrMode::R];
+
+pub fn opts(kernel: SmallKernel) -> BatchedOptions {
+    BatchedOptions {
+        path: BatchedPath::WorkgroupPerMatrix,
+        kernel,
+        ..Default::default()
+    }
+}
+
+pub fn shapes(m: usize, n: usize, mode: QrMode) -> (usize, usize) {
+    let k = m.min(n);
+    match mode {
+        QrMode::Reduced => (k, k),
+        QrMode::Complete => (m, m),
+        QrMode::R => (k, 0),
+    }
+}
+
+pub fn gaussian(batch: usize, m: usize, n: usize, seed: u64) -> Vec<Mat> {
+    let mut rng = Rng::new(seed);
+    (0..batch)
+        .map(|_| Mat::from_f32(m, n, &rng.normal_vec(m * n)))
+        .collect()
+}
+
+/// Runs `qr_batched_into` on NaN-poisoned outputs: (Q, R) read back.
+pub fn run(
+    ctx: &Context,
+    members: &[Mat],
+    mode: QrMode,
+    kernel: SmallKernel,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (m, n) = (members[0].rows, members[0].cols);
+    let batch = members.len();
+    let (r_rows, qcols) = shapes(m, n, mode);
+    let data: Vec<f32> = members
+        .iter()
+        .flat_map(|a| a.data.iter().map(|&x| x as f32))
+        .collect();
+    let a = GpuBatch::from_col_major(ctx, batch, m, n, &data).unwrap();
+    let nan = |rows, cols| {
+        GpuBatch::from_col_major(ctx, batch, rows, cols, &vec![f32::NAN; batch * rows * cols])
+            .unwrap()
+    };
+    let mut r = nan(r_rows, n);
+    let mut q = (qcols > 0).then(|| nan(m, qcols));
+    qr_batched_into(ctx, &a, mode, q.as_mut(), &mut r, &opts(kernel)).unwrap();
+    (
+        q.map(|q| q.to_col_major(ctx).unwrap()),
+        r.to_col_major(ctx).unwrap(),
+    )
+}
+
+pub fn member(data: &[f32], b: usize, rows: usize, cols: usize) -> Mat {
+    Mat::from_f32(rows, cols, &data[b * rows * cols..(b + 1) * rows * cols])
+}
+
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// R exactly zero below the diagonal and finite; with Q: Q orthogonal and QR = A column by
+/// column (relative to each column's norm), within QR_C·max(m, n)·ε.
+pub fn check(what: &str, a: &Mat, q: Option<&Mat>, r: &Mat) {
+    let (m, n) = (a.rows, a.cols);
+    for j in 0..n {
+        for i in j + 1..r.rows {
+            assert_eq!(r[(i, j)], 0.0, "{what}: R[{i},{j}] below the diagonal");
+        }
+    }
+    assert!(
+        r.data.iter().all(|x| x.is_finite()),
+        "{what}: R has a non-finite entry"
+    );
+    let tol = QR_C * m.max(n) as f64 * EPS;
+    let Some(q) = q else { return };
+    let orth = q.t().matmul(q).sub(&Mat::identity(q.cols)).max_abs();
+    assert!(orth <= tol, "{what}: max|QᵀQ−I| = {orth:e} > {tol:e}");
+    // Q·R restricted to Q's columns (complete Q's extra columns meet R's zero rows).
+    let qr = q
+        .cols_range(0, r.rows.min(q.cols))
+        .matmul(&r.rows_range(0, r.rows.min(q.cols)));
+    let d = qr.sub(a);
+    // Flush-to-zero: Vulkan on NVIDIA (and Metal) flush f32 results below 2^-126 to zero, so
+    // an entry of R (or an update) that is exactly a denormal comes out 0: an absolute error
+    // up to 2^-126 per entry, at most max(m, n)·2^-126 in ‖(QR − A)_j‖ with Q orthonormal. It
+    // matters only for whole matrices near the bottom of the range (the 1e-35 member, whose
+    // columns have norms ~1e-34); elsewhere it is 30 orders of magnitude below tol·‖A_j‖.
+    let underflow = m.max(n) as f64 * f32::MIN_POSITIVE as f64;
+    for j in 0..n {
+        let col = |x: &Mat| (0..m).map(|i| x[(i, j)].powi(2)).sum::<f64>().sqrt();
+        let (err, norm) = (col(&d), col(a));
+        if norm == 0.0 {
+            assert_eq!(
+                err, 0.0,
+                "{what}: zero column {j} reconstructed as non-zero"
+            );
+        } else {
+            assert!(
+                err <= tol * norm + underflow,
+                "{what}: column {j}: ‖(QR−A)_j‖/‖A_j‖ = {:e} > {tol:e}",
+                err / norm
+            );
+        }
+    }
+}
+
+pub fn check_batch(what: &str, members: &[Mat], mode: QrMode, q: Option<&[f32]>, r: &[f32]) {
+    let (m, n) = (members[0].rows, members[0].cols);
+    let (r_rows, qcols) = shapes(m, n, mode);
+    for (b, a) in members.iter().enumerate() {
+        let rb = member(r, b, r_rows, n);
+        let qb = q.map(|q| member(q, b, m, qcols));
+        check(&format!("{what} member {b}"), a, qb.as_ref(), &rb);
+    }
+}
