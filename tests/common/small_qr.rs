@@ -126,3 +126,51 @@ pub fn check_batch(what: &str, members: &[Mat], mode: QrMode, q: Option<&[f32]>,
         check(&format!("{what} member {b}"), a, qb.as_ref(), &rb);
     }
 }
+
+/// Nine m×n members, among them a NaN, a zero, a +Inf, a -Inf and a leading-zero-columns one,
+/// through `kernel` in one batch: every finite member's Q and R bit for bit as in its solo run
+/// and correct, the zero member's R exactly zero, the NaN member's R showing NaN.
+pub fn check_isolation(ctx: &Context, m: usize, n: usize, kernel: SmallKernel) {
+    let mut members = gaussian(9, m, n, 1000 + m as u64);
+    members[2][(m / 2, n / 2)] = f64::NAN;
+    members[4] = Mat::zeros(m, n);
+    members[6][(0, 0)] = f64::INFINITY;
+    members[7][(m - 1, n - 1)] = f64::NEG_INFINITY;
+    for c in 0..n.min(3) {
+        for i in 0..m {
+            members[8][(i, c)] = 0.0; // leading zero columns
+        }
+    }
+    let special = [2, 4, 6, 7];
+    let k = m.min(n);
+    let (q, r) = run(ctx, &members, QrMode::Reduced, kernel);
+    let (q, r) = (q.unwrap(), r);
+    for (b, a) in members.iter().enumerate() {
+        if special.contains(&b) {
+            continue;
+        }
+        let (q1, r1) = run(ctx, std::slice::from_ref(a), QrMode::Reduced, kernel);
+        assert_eq!(
+            bits(&r[b * k * n..(b + 1) * k * n]),
+            bits(&r1),
+            "{m}×{n}: member {b}'s R differs from its solo run"
+        );
+        assert_eq!(
+            bits(&q[b * m * k..(b + 1) * m * k]),
+            bits(&q1.unwrap()),
+            "{m}×{n}: member {b}'s Q differs from its solo run"
+        );
+        let what = format!("{m}×{n} member {b}");
+        check(&what, a, Some(&member(&q, b, m, k)), &member(&r, b, k, n));
+    }
+    let rz = member(&r, 4, k, n);
+    assert!(
+        rz.data.iter().all(|&x| x == 0.0),
+        "{m}×{n}: R of the zero member"
+    );
+    check("zero member", &members[4], Some(&member(&q, 4, m, k)), &rz);
+    assert!(
+        member(&r, 2, k, n).data.iter().any(|x| x.is_nan()),
+        "{m}×{n}: the NaN member's R shows NaN"
+    );
+}
