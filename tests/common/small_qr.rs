@@ -174,3 +174,42 @@ pub fn check_isolation(ctx: &Context, m: usize, n: usize, kernel: SmallKernel) {
         "{m}×{n}: the NaN member's R shows NaN"
     );
 }
+
+/// R of each member (k×n each in `r`, k = min(m, n)) against LAPACK's sgeqr2 in f64, entry by
+/// entry (the sign conventions, not only a valid QR), members in `skip` left out; within
+/// 8·m·ε·max|A|·√m per entry (Householder QR's normwise backward error bound, per entry of R).
+/// Then member 0's R[0,0] equals A[0,0] exactly (its column 0 is zero below the diagonal:
+/// tau = 0 keeps alpha) and member 1's column 2 is exactly zero (a zero column stays zero).
+pub fn check_lapack_r(members: &[Mat], r: &[f32], skip: &[usize]) {
+    let (m, n) = (members[0].rows, members[0].cols);
+    let k = m.min(n);
+    for (b, a) in members.iter().enumerate() {
+        if skip.contains(&b) {
+            continue;
+        }
+        let (rv_ref, _) = geqr2_f64(a);
+        let want = upper(&rv_ref, k);
+        let got = member(r, b, k, n);
+        let tol = 8.0 * m as f64 * EPS * a.max_abs() * (m as f64).sqrt();
+        for j in 0..n {
+            for i in 0..=j.min(k - 1) {
+                assert!(
+                    (got[(i, j)] - want[(i, j)]).abs() <= tol,
+                    "{m}×{n} member {b}: R[{i},{j}] = {} vs LAPACK convention {}",
+                    got[(i, j)],
+                    want[(i, j)]
+                );
+            }
+        }
+    }
+    assert_eq!(
+        member(r, 0, k, n)[(0, 0)],
+        members[0][(0, 0)],
+        "{m}×{n}: tau = 0 keeps alpha"
+    );
+    let r1 = member(r, 1, k, n);
+    assert!(
+        (0..k).all(|i| r1[(i, 2)] == 0.0),
+        "{m}×{n}: zero column's R"
+    );
+}
