@@ -96,6 +96,8 @@ struct CachedPipeline {
 /// products, trsm's copy of X) in the context for the next call, grown to the largest problem
 /// seen; [`Context::release_workspaces`] frees them.
 pub struct Context {
+    /// Unique in the process: matrices remember the context that created them.
+    id: u64,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -216,7 +218,9 @@ impl Context {
         let subgroups = features
             .contains(wgpu::Features::SUBGROUP)
             .then_some((info.subgroup_min_size, info.subgroup_max_size));
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             device,
             queue,
             info,
@@ -235,6 +239,12 @@ impl Context {
             gpu_timing: false,
             last_timing: Mutex::new(None),
         }
+    }
+
+    /// This context's process-unique number (what [`GpuMatrix`](crate::GpuMatrix) and
+    /// [`GpuBatch`](crate::GpuBatch) record to refuse being used with another context).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The wgpu device.

@@ -85,6 +85,21 @@ pub enum Error {
         shape: Shape,
     },
 
+    /// An input was created by another [`Context`](crate::Context): its buffer belongs to
+    /// another device, where this context's commands cannot reach it.
+    #[error(
+        "{op}: input `{name}` ({shape}) was created by another Context; a matrix can only be \
+         used with the Context that created it"
+    )]
+    ForeignContext {
+        /// The operation.
+        op: &'static str,
+        /// The argument's name.
+        name: &'static str,
+        /// Its shape.
+        shape: Shape,
+    },
+
     /// The problem is larger than the device allows.
     #[error("{op}: {what} needs {needed} but the device allows at most {limit} ({shape})")]
     TooLarge {

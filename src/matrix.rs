@@ -15,6 +15,14 @@ fn checked_len(op: &'static str, shape: Shape) -> Result<u64> {
         .ok_or_else(|| Error::shape(op, format!("element count of {shape} overflows")))
 }
 
+fn owned(id: u64, ctx: &Context, op: &'static str, name: &'static str, shape: Shape) -> Result<()> {
+    if id == ctx.id() {
+        Ok(())
+    } else {
+        Err(Error::ForeignContext { op, name, shape })
+    }
+}
+
 fn transpose_into(rows: usize, cols: usize, src: &[f32], dst: &mut [f32], src_row_major: bool) {
     for i in 0..rows {
         for j in 0..cols {
@@ -35,6 +43,8 @@ pub struct GpuMatrix {
     pub(crate) buffer: wgpu::Buffer,
     rows: usize,
     cols: usize,
+    /// [`Context::id`] of the context that created it.
+    ctx: u64,
 }
 
 impl GpuMatrix {
@@ -96,11 +106,13 @@ impl GpuMatrix {
             buffer: ctx.storage_buffer(op, len),
             rows,
             cols,
+            ctx: ctx.id(),
         })
     }
 
     /// A copy in a new buffer (one submission).
     pub fn duplicate(&self, ctx: &Context) -> Result<Self> {
+        self.check_ctx(ctx, "GpuMatrix::duplicate", "self")?;
         let copy = Self::uninit(ctx, "GpuMatrix::duplicate", self.rows, self.cols)?;
         let mut rec = ctx.recorder("GpuMatrix::duplicate");
         rec.copy(&self.buffer, 0, &copy.buffer, 0, self.len() as u64);
@@ -142,13 +154,26 @@ impl GpuMatrix {
         Shape::matrix(self.rows, self.cols)
     }
 
+    /// `Err(ForeignContext)` naming `op` and the argument `name` unless `ctx` created this
+    /// matrix (another context's buffer lives on another device).
+    pub(crate) fn check_ctx(
+        &self,
+        ctx: &Context,
+        op: &'static str,
+        name: &'static str,
+    ) -> Result<()> {
+        owned(self.ctx, ctx, op, name, self.shape_struct())
+    }
+
     /// Reads the matrix back, column-major (blocking).
     pub fn to_col_major(&self, ctx: &Context) -> Result<Vec<f32>> {
+        self.check_ctx(ctx, "GpuMatrix::to_col_major", "self")?;
         ctx.read_buffer("GpuMatrix", &self.buffer, 0, self.len() as u64)
     }
 
     /// Async twin of [`GpuMatrix::to_col_major`].
     pub async fn to_col_major_async(&self, ctx: &Context) -> Result<Vec<f32>> {
+        self.check_ctx(ctx, "GpuMatrix::to_col_major_async", "self")?;
         ctx.read_buffer_async("GpuMatrix", &self.buffer, 0, self.len() as u64)
             .await
     }
@@ -170,6 +195,8 @@ pub struct GpuBatch {
     batch: usize,
     rows: usize,
     cols: usize,
+    /// [`Context::id`] of the context that created it.
+    ctx: u64,
 }
 
 impl GpuBatch {
@@ -251,11 +278,13 @@ impl GpuBatch {
             batch,
             rows,
             cols,
+            ctx: ctx.id(),
         })
     }
 
     /// A copy in a new buffer (one submission).
     pub fn duplicate(&self, ctx: &Context) -> Result<Self> {
+        self.check_ctx(ctx, "GpuBatch::duplicate", "self")?;
         let copy = Self::uninit(ctx, "GpuBatch::duplicate", self.batch, self.rows, self.cols)?;
         let mut rec = ctx.recorder("GpuBatch::duplicate");
         rec.copy(&self.buffer, 0, &copy.buffer, 0, self.len() as u64);
@@ -272,6 +301,7 @@ impl GpuBatch {
             batch,
             rows: self.rows,
             cols: self.cols,
+            ctx: self.ctx,
         }
     }
 
@@ -309,13 +339,25 @@ impl GpuBatch {
         Shape::batch(self.batch, self.rows, self.cols)
     }
 
+    /// As [`GpuMatrix::check_ctx`].
+    pub(crate) fn check_ctx(
+        &self,
+        ctx: &Context,
+        op: &'static str,
+        name: &'static str,
+    ) -> Result<()> {
+        owned(self.ctx, ctx, op, name, self.shape_struct())
+    }
+
     /// Reads all matrices back, each column-major, one after another (blocking).
     pub fn to_col_major(&self, ctx: &Context) -> Result<Vec<f32>> {
+        self.check_ctx(ctx, "GpuBatch::to_col_major", "self")?;
         ctx.read_buffer("GpuBatch", &self.buffer, 0, self.len() as u64)
     }
 
     /// Async twin of [`GpuBatch::to_col_major`].
     pub async fn to_col_major_async(&self, ctx: &Context) -> Result<Vec<f32>> {
+        self.check_ctx(ctx, "GpuBatch::to_col_major_async", "self")?;
         ctx.read_buffer_async("GpuBatch", &self.buffer, 0, self.len() as u64)
             .await
     }

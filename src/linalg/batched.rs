@@ -281,6 +281,7 @@ pub fn qr_batched_with(
     options: &BatchedOptions,
 ) -> Result<QrBatched> {
     const OP: &str = "qr_batched";
+    a.check_ctx(ctx, OP, "a")?;
     non_empty(OP, "a", a.shape_struct())?;
     let (m, n) = (a.rows(), a.cols());
     let (r_rows, qcols) = qr_shapes(m, n, mode);
@@ -305,6 +306,11 @@ pub fn qr_batched_into(
     options: &BatchedOptions,
 ) -> Result<()> {
     const OP: &str = "qr_batched_into";
+    a.check_ctx(ctx, OP, "a")?;
+    r.check_ctx(ctx, OP, "r")?;
+    if let Some(q) = &q {
+        q.check_ctx(ctx, OP, "q")?;
+    }
     non_empty(OP, "a", a.shape_struct())?;
     let (m, n) = (a.rows(), a.cols());
     let (r_rows, qcols) = qr_shapes(m, n, mode);
@@ -675,6 +681,8 @@ fn lstsq(
     b: &GpuBatch,
     options: &BatchedOptions,
 ) -> Result<GpuBatch> {
+    a.check_ctx(ctx, op, "a")?;
+    b.check_ctx(ctx, op, "b")?;
     non_empty(op, "a", a.shape_struct())?;
     non_empty(op, "b", b.shape_struct())?;
     check_block_size(op, options)?;

@@ -12,6 +12,7 @@ use crate::matrix::GpuMatrix;
 /// A column holding NaN gives NaN. One submission.
 pub fn column_norms(ctx: &Context, a: &GpuMatrix) -> Result<GpuMatrix> {
     const OP: &str = "column_norms";
+    a.check_ctx(ctx, OP, "a")?;
     non_empty(OP, "a", a.shape_struct())?;
     let out = GpuMatrix::uninit(ctx, OP, 1, a.cols())?;
     let mut rec = ctx.recorder(OP);
@@ -37,6 +38,8 @@ pub fn matmul(
     b: &GpuMatrix,
     trans_b: bool,
 ) -> Result<GpuMatrix> {
+    a.check_ctx(ctx, "matmul", "a")?;
+    b.check_ctx(ctx, "matmul", "b")?;
     let m = if trans_a { a.cols() } else { a.rows() };
     let n = if trans_b { b.rows() } else { b.cols() };
     let mut c = GpuMatrix::uninit(ctx, "matmul", m, n)?;
@@ -58,6 +61,9 @@ pub fn gemm(
     c: &mut GpuMatrix,
 ) -> Result<()> {
     const OP: &str = "gemm";
+    a.check_ctx(ctx, OP, "a")?;
+    b.check_ctx(ctx, OP, "b")?;
+    c.check_ctx(ctx, OP, "c")?;
     let (m, ka) = if trans_a {
         (a.cols(), a.rows())
     } else {

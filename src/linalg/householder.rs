@@ -25,6 +25,7 @@ use crate::matrix::GpuMatrix;
 /// prefer the blocked [`qr`](crate::linalg::qr::qr) / [`geqrf`](crate::linalg::qr::geqrf).
 pub fn geqr2(ctx: &Context, a: &GpuMatrix) -> Result<(GpuMatrix, GpuMatrix)> {
     const OP: &str = "geqr2";
+    a.check_ctx(ctx, OP, "a")?;
     non_empty(OP, "a", a.shape_struct())?;
     let (m, n) = a.shape();
     let k = m.min(n);
@@ -77,6 +78,8 @@ pub fn larft(
     panel_start: usize,
 ) -> Result<GpuMatrix> {
     const OP: &str = "larft";
+    r_v.check_ctx(ctx, OP, "r_v")?;
+    tau.check_ctx(ctx, OP, "tau")?;
     let k = tau.len();
     check_reflectors(OP, r_v, k, panel_start)?;
     let m = r_v.rows();
@@ -137,6 +140,9 @@ pub fn larfb(
     panel_start: usize,
 ) -> Result<()> {
     const OP: &str = "larfb";
+    c.check_ctx(ctx, OP, "c")?;
+    r_v.check_ctx(ctx, OP, "r_v")?;
+    t.check_ctx(ctx, OP, "t")?;
     let k = t.rows();
     if t.cols() != k {
         return Err(Error::shape(

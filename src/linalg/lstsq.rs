@@ -44,6 +44,8 @@ fn record(
     a: &GpuMatrix,
     b: &GpuMatrix,
 ) -> Result<(GpuMatrix, GpuMatrix)> {
+    a.check_ctx(ctx, op, "a")?;
+    b.check_ctx(ctx, op, "b")?;
     let (m, n, k) = check(op, a, b)?;
     let tall = m >= n;
     // Factor A (tall) or Aᵀ (wide): the factored matrix is rows × cols with rows >= cols.
@@ -150,6 +152,8 @@ pub fn lstsq_unchecked(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix) -> Result<Gp
 /// reported as [`Error::RankDeficient`] naming the first dependent column (one small
 /// read-back, as [`lstsq`]).
 pub fn solve(ctx: &Context, a: &GpuMatrix, b: &GpuMatrix) -> Result<GpuMatrix> {
+    a.check_ctx(ctx, "solve", "a")?;
+    b.check_ctx(ctx, "solve", "b")?;
     if a.rows() != a.cols() {
         return Err(Error::shape(
             "solve",

@@ -540,8 +540,16 @@ impl QrFactors {
         )
     }
 
+    /// `Err(ForeignContext)` unless `ctx` created the factors' matrices.
+    fn check_ctx(&self, ctx: &Context, op: &'static str) -> Result<()> {
+        self.rv.check_ctx(ctx, op, "self.rv")?;
+        self.tau.check_ctx(ctx, op, "self.tau")?;
+        self.t.check_ctx(ctx, op, "self.t")
+    }
+
     /// R: k×n (`complete = false`) or m×n (`complete = true`), zeros below the diagonal.
     pub fn r(&self, ctx: &Context, complete: bool) -> Result<GpuMatrix> {
+        self.check_ctx(ctx, "QrFactors::r")?;
         let plan = self.plan();
         let rows = if complete { plan.m } else { plan.k };
         let r = GpuMatrix::uninit(ctx, "QrFactors::r", rows, plan.n)?;
@@ -564,6 +572,7 @@ impl QrFactors {
     /// Q: m×k (`complete = false`) or m×m (`complete = true`), formed on the GPU (sorgqr).
     pub fn q(&self, ctx: &Context, complete: bool) -> Result<GpuMatrix> {
         const OP: &str = "QrFactors::q";
+        self.check_ctx(ctx, OP)?;
         let plan = self.plan();
         let cols = if complete { plan.m } else { plan.k };
         let q = GpuMatrix::uninit(ctx, OP, plan.m, cols)?;
@@ -596,6 +605,8 @@ impl QrFactors {
     }
 
     fn apply(&self, ctx: &Context, c: &mut GpuMatrix, trans: bool, op: &'static str) -> Result<()> {
+        self.check_ctx(ctx, op)?;
+        c.check_ctx(ctx, op, "c")?;
         let plan = self.plan();
         if c.rows() != plan.m {
             return Err(Error::shape(
@@ -646,6 +657,7 @@ fn factor_into(
     options: &QrOptions,
     ws_cols: usize,
 ) -> Result<(QrFactors, Workspace)> {
+    a.check_ctx(ctx, op, "a")?;
     check_input(op, a, options)?;
     let plan = Plan::new(a.rows(), a.cols(), 1, options.block_size).with_options(options);
     let rv = GpuMatrix::uninit(ctx, op, plan.m, plan.n)?;

@@ -517,6 +517,8 @@ fn solve_new(
     opts: &TrsmOptions,
     checked: bool,
 ) -> Result<GpuMatrix> {
+    a.check_ctx(ctx, op, "a")?;
+    b.check_ctx(ctx, op, "b")?;
     let (n, k) = check_shapes(op, a.shape_struct(), b.shape_struct(), opts, ctx)?;
     let p = Problem {
         n,
@@ -539,6 +541,8 @@ fn solve_batch_new(
     opts: &TrsmOptions,
     checked: bool,
 ) -> Result<GpuBatch> {
+    a.check_ctx(ctx, op, "a")?;
+    b.check_ctx(ctx, op, "b")?;
     let (n, k) = check_shapes(op, a.shape_struct(), b.shape_struct(), opts, ctx)?;
     let p = Problem {
         n,
@@ -592,6 +596,8 @@ pub fn trsm_in_place(
     opts: &TrsmOptions,
 ) -> Result<()> {
     const OP: &str = "trsm_in_place";
+    a.check_ctx(ctx, OP, "a")?;
+    b.check_ctx(ctx, OP, "b")?;
     let (n, k) = check_shapes(OP, a.shape_struct(), b.shape_struct(), opts, ctx)?;
     let p = Problem {
         n,
@@ -640,6 +646,8 @@ pub fn trsm_batched_in_place(
     opts: &TrsmOptions,
 ) -> Result<()> {
     const OP: &str = "trsm_batched_in_place";
+    a.check_ctx(ctx, OP, "a")?;
+    b.check_ctx(ctx, OP, "b")?;
     let (n, k) = check_shapes(OP, a.shape_struct(), b.shape_struct(), opts, ctx)?;
     let p = Problem {
         n,
