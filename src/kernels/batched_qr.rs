@@ -392,7 +392,8 @@ impl Tall {
         }
         let rpl = m.div_ceil(s);
         let limits = ctx.limits();
-        let most = (limits.max_compute_invocations_per_workgroup)
+        let most = limits
+            .max_compute_invocations_per_workgroup
             .min(limits.max_compute_workgroup_size_x)
             .min(TALL_MAX_INVOCATIONS) as usize;
         // As many subgroups as 512 invocations hold (where the adapter allows): fewer column

@@ -62,9 +62,9 @@ pub(crate) struct Variant {
     pub b: usize,
     pub rb: usize,
     wg: usize,
-    sg: Option<usize>,
-    /// The factor kernel where it is `qr_tall` (whenever `sg` is set).
-    tall: Option<Tall>,
+    /// Where the subgroups have a fixed size: that size (the LU's lanes per column) and the
+    /// `qr_tall` variant that factors the blocks.
+    sg: Option<(usize, Tall)>,
 }
 
 /// Which kernel a set of override constants is for (their workgroup arrays differ).
@@ -113,8 +113,7 @@ impl Variant {
                         b,
                         rb,
                         wg: b * s,
-                        sg: Some(s),
-                        tall: Some(t),
+                        sg: Some((s, t)),
                     });
                 }
             }
@@ -129,7 +128,6 @@ impl Variant {
             rb,
             wg,
             sg: None,
-            tall: None,
         })
     }
 
@@ -143,7 +141,7 @@ impl Variant {
         };
         let mut c = vec![("B", b as f64), ("SMEM", smem as f64)];
         match (self.sg, entry) {
-            (Some(s), Entry::Lu) => c.extend([("S", s as f64), ("WG", self.wg as f64)]),
+            (Some((s, _)), Entry::Lu) => c.extend([("S", s as f64), ("WG", self.wg as f64)]),
             (_, Entry::Portable) => c.extend([("TPC", 1.0), ("WG", PORTABLE_WG as f64)]),
             _ => c.extend([("TPC", (self.wg / b) as f64), ("WG", self.wg as f64)]),
         }
@@ -159,13 +157,11 @@ impl Variant {
         c
     }
 
-    /// Kernel source and entry name of this variant's LU kernel, or of its factor kernel when
-    /// that is not `qr_tall`.
-    fn kernel(&self, lu: bool) -> (&'static KernelSource, &'static str) {
-        match (self.sg.is_some(), lu) {
-            (true, true) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
-            (_, false) => (&SOURCE, "tsqr_factor"),
-            (false, true) => (&SOURCE, "tsqr_lu"),
+    /// Kernel source and entry name of this variant's LU kernel.
+    fn lu_kernel(&self) -> (&'static KernelSource, &'static str) {
+        match self.sg {
+            Some(_) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
+            None => (&SOURCE, "tsqr_lu"),
         }
     }
 }
@@ -279,7 +275,6 @@ pub(crate) fn record_panel(
 
     // Factor every level bottom-up: R to the level above (or rtop), the block Qs (the portable
     // kernel also leaves V in place, unused).
-    let (source, entry) = v.kernel(false);
     let consts = v.constants(Entry::Factor);
     for (l, level) in levels.iter().enumerate() {
         let (xbuf, x_off, x_ld, x_stride) = if l == 0 {
@@ -305,7 +300,7 @@ pub(crate) fn record_panel(
             tau_off: level.tau as u32,
             ..base
         };
-        if let Some(t) = &v.tall {
+        if let Some((_, t)) = &v.sg {
             t.record_blocks(
                 rec,
                 ctx,
@@ -320,8 +315,8 @@ pub(crate) fn record_panel(
         }
         rec.dispatch(
             ctx,
-            source,
-            entry,
+            &SOURCE,
+            "tsqr_factor",
             &consts,
             &params,
             &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
@@ -385,7 +380,7 @@ pub(crate) fn record_panel(
         (out.t.buffer, Access::ReadWrite),
         (out.v.buffer, Access::ReadWrite),
     ];
-    let (source, entry) = v.kernel(true);
+    let (source, entry) = v.lu_kernel();
     rec.dispatch(
         ctx,
         source,
