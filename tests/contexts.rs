@@ -10,14 +10,16 @@ use metalcore::*;
 
 fn foreign(what: &str, r: Result<impl Sized>, op: &str, name: &str) {
     match r {
-        Err(Error::ForeignContext { op: o, name: n, .. }) => {
-            assert_eq!((o, n), (op, name), "{what}: wrong op or argument named");
-            let e = Error::ForeignContext {
-                op: o,
-                name: n,
-                shape: Shape::matrix(1, 1),
+        Err(e @ Error::ForeignContext { .. }) => {
+            let Error::ForeignContext { op: o, name: n, .. } = e else {
+                unreachable!()
             };
-            assert!(e.to_string().contains("another Context"), "{what}: {e}");
+            assert_eq!((o, n), (op, name), "{what}: wrong op or argument named");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(op) && msg.contains(name) && msg.contains("another Context"),
+                "{what}: {msg}"
+            );
         }
         Err(e) => panic!("{what}: expected ForeignContext, got {e}"),
         Ok(_) => panic!("{what}: a matrix of another context was accepted"),
