@@ -45,6 +45,37 @@ fn every_wgsl_file_is_compiled_into_the_crate() {
     assert!(!on_disk.is_empty());
 }
 
+/// The Context builds its shader modules without naga's loop bounding (src/context.rs says
+/// why), which is sound only if no kernel loops forever: every loop must be a counted `for`.
+/// `loop` and `while` (whose exit is any condition at all) are refused here.
+#[test]
+fn every_loop_is_a_counted_for() {
+    let mut found = Vec::new();
+    for path in wgsl_files() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let source = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+            if let Some(w) = words.into_iter().find(|w| *w == "loop" || *w == "while") {
+                found.push(format!("{name}:{}: `{w}`: {}", i + 1, line.trim()));
+            }
+        }
+        // A `for` whose condition is empty loops until a `break`.
+        for (i, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(rest) = code.split("for (").nth(1) {
+                let parts: Vec<&str> = rest.split(';').collect();
+                assert!(parts.len() >= 3, "{name}:{}: unparsed for: {line}", i + 1);
+                if parts[1].trim().is_empty() {
+                    found.push(format!("{name}:{}: `for` without a condition", i + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
 #[test]
 fn every_kernel_translates_to_msl_hlsl_spirv_glsl_and_fits_default_limits() {
     let mut failures = Vec::new();
