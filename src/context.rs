@@ -85,6 +85,24 @@ struct PipelineKey {
 struct CachedPipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    source: &'static str,
+}
+
+/// One kernel specialization a [`Context`] has compiled ([`Context::compiled_kernels`]): enough
+/// to rebuild the same pipeline outside wgpu, e.g. to ask a driver for its register use.
+#[derive(Clone, Debug)]
+pub struct CompiledKernel {
+    /// The kernel family: the stem of its file under `wgsl/`, e.g. `"gemm"`.
+    pub kernel: &'static str,
+    /// The family's WGSL text.
+    pub source: &'static str,
+    /// The entry point.
+    pub entry: &'static str,
+    /// The `override` constants it was specialized with.
+    pub constants: Vec<(&'static str, f64)>,
+    /// Its storage bindings in binding order from 1 (binding 0 is the uniform parameter block
+    /// with a dynamic offset): `true` where read-only.
+    pub storage_read_only: Vec<bool>,
 }
 
 /// The GPU context: owns the device and queue, and caches pipelines.
@@ -511,12 +529,43 @@ impl Context {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("kernel {}::{entry}: {e}", kernel.name));
         }
-        let cached = Arc::new(CachedPipeline { pipeline, layout });
+        let cached = Arc::new(CachedPipeline {
+            pipeline,
+            layout,
+            source: kernel.source,
+        });
         self.pipelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, cached.clone());
         Ok(cached)
+    }
+
+    /// Every kernel specialization this context has compiled so far (kernel family, entry point,
+    /// `override` constants, binding layout), sorted: run the operations of interest first. The
+    /// `kernel_stats` example rebuilds them with the Vulkan driver to print its statistics.
+    pub fn compiled_kernels(&self) -> Vec<CompiledKernel> {
+        let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<CompiledKernel> = pipelines
+            .iter()
+            .map(|(key, cached)| CompiledKernel {
+                kernel: key.kernel,
+                source: cached.source,
+                entry: key.entry,
+                constants: key
+                    .constants
+                    .iter()
+                    .map(|&(k, bits)| (k, f64::from_bits(bits)))
+                    .collect(),
+                storage_read_only: key.bindings.iter().map(|&a| a == Access::Read).collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.kernel, a.entry)
+                .cmp(&(b.kernel, b.entry))
+                .then_with(|| format!("{:?}", a.constants).cmp(&format!("{:?}", b.constants)))
+        });
+        out
     }
 
     /// Creates a storage buffer for `elements` f32 values (at least one, as wgpu binds no empty

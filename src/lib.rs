@@ -34,7 +34,7 @@ pub mod linalg;
 pub mod matrix;
 pub mod npy;
 
-pub use context::{Context, ContextOptions, LimitsPolicy, Stats};
+pub use context::{CompiledKernel, Context, ContextOptions, LimitsPolicy, Stats};
 pub use error::{Error, Result, Shape};
 pub use linalg::batched::{
     batched_qr_kernel, batched_qr_path, lstsq_batched, lstsq_batched_checked, lstsq_batched_with,
