@@ -8,14 +8,16 @@
 // transposed at the end. A lane keeps its whole column in up to four mat4x4 registers (16 rows
 // each), every index a constant: no per-invocation array that a driver could put in local memory.
 //
-// Reflector c is computed ONCE, by the lane of column c, from its own registers (norm, slarfg),
-// just after it applied reflector c-1 to its column. It publishes v (v_c = 1, zeros above c) and
-// tau in workgroup memory; after one workgroupBarrier every lane j > c reads v (vec4 loads, the
-// same addresses for all lanes: broadcasts), forms w = tau·(v·a_j) and a_j -= w·v, all in
-// registers. v's buffer alternates between two halves, so the next reflector is published while
-// slower lanes still read the current one: one barrier per reflector, no reduction, no subgroup
+// Step c: the lane of column c publishes that column (as reflectors 0..c-1 left it) in workgroup
+// memory; after one workgroupBarrier EVERY lane reads it (vec4 loads, the same addresses for all
+// lanes: broadcasts) and forms reflector c itself (norm, slarfg, v): the same values in every
+// lane, computed in parallel, so the control flow stays uniform — one lane computing the
+// reflector while the others waited cost twice the rest of the kernel on an H100 (BENCHMARKS.md,
+// v25). Each lane j > c then forms w = tau·(v·a_j) and a_j -= w·v, all in registers, and the lane
+// of column c+1 publishes it for the next step into the other half of a two-part buffer (slower
+// lanes may still read the current one): one barrier per reflector, no reduction, no subgroup
 // operation. v·a_j and the update skip the vec4s wholly above row c (v is zero there).
-//
+
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
 // Q unchanged, bit for bit when nothing under- or overflows), so R's column j is multiplied back by
@@ -26,7 +28,7 @@
 //
 // Memory: A is loaded coalesced into a workgroup staging area (leading dimension LDA ≡ 4 mod 8, so
 // the lanes' vec4 column reads do not conflict), R and Q are written back through it coalesced.
-// Per matrix: PER floats of staging, 2·16·QM floats of v and 2 of tau. MPW matrices per workgroup,
+// Per matrix: PER floats of staging and 2·16·QM floats for the published column. MPW matrices per workgroup,
 // WG = MPW·NC lanes. The defaults (32×32 with Q: 4.6 KiB, 64 lanes) fit WebGPU's default limits;
 // the host checks each variant against the adapter.
 
@@ -43,7 +45,6 @@ override MPW: u32 = 1u;      // matrices per workgroup
 override WG: u32 = 64u;      // MPW · NC
 override ST4: u32 = 288u;    // MPW · PER / 4
 override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
-override TBN: u32 = 2u;      // 2 · MPW
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
@@ -63,7 +64,6 @@ struct Params {
 
 var<workgroup> st: array<vec4<f32>, ST4>;
 var<workgroup> vb: array<vec4<f32>, VBN>;
-var<workgroup> tb: array<f32, TBN>;
 
 
 // NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons.
@@ -204,20 +204,6 @@ fn mat_below(m: mat4x4<f32>, q: u32, c: u32) -> mat4x4<f32> {
                        below(m[3], q, 3u, c));
 }
 
-// Row c's entry of vec4 k of register q when it holds row c (into `r`), by a dynamic
-// component index of a vec4 value only.
-fn pick4(m: vec4<f32>, q: u32, k: u32, c: u32, r: f32) -> f32 {
-    let b = 16u * q + 4u * k;
-    if vec_on(q, k) && c >= b && c < b + 4u {
-        return m[c - b];
-    }
-    return r;
-}
-
-fn pick(m: mat4x4<f32>, q: u32, c: u32, r: f32) -> f32 {
-    return pick4(m[3], q, 3u, c, pick4(m[2], q, 2u, c, pick4(m[1], q, 1u, c, pick4(m[0], q, 0u, c, r))));
-}
-
 fn put4(m: vec4<f32>, q: u32, k: u32, c: u32, x: f32) -> vec4<f32> {
     let b = 16u * q + 4u * k;
     if vec_on(q, k) && c >= b && c < b + 4u {
@@ -235,40 +221,36 @@ fn put(m: mat4x4<f32>, q: u32, c: u32, x: f32) -> mat4x4<f32> {
                        put4(m[3], q, 3u, c, x));
 }
 
-// v's register q (v_c = 1, x·inv_d below, zero above) to workgroup memory from vec4 b4.
-fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32, c: u32, inv_d: f32) {
-    let one = vec4<f32>(1.0);
-    let cv = vec4<u32>(c);
-    if on_at(q, 0u, c) { vb[b4 + 4u * q] = select(x[0] * inv_d, one, rows_of(q, 0u) == cv); }
-    if on_at(q, 1u, c) { vb[b4 + 4u * q + 1u] = select(x[1] * inv_d, one, rows_of(q, 1u) == cv); }
-    if on_at(q, 2u, c) { vb[b4 + 4u * q + 2u] = select(x[2] * inv_d, one, rows_of(q, 2u) == cv); }
-    if on_at(q, 3u, c) { vb[b4 + 4u * q + 3u] = select(x[3] * inv_d, one, rows_of(q, 3u) == cv); }
+// Reflector c as the lanes apply it: H = I - coef·g·gᵀ with g = 2^-e·(x + (alpha - beta)·e_c)
+// (x: the column below row c), i.e. v = g / g_c and coef = tau·g_c², so that no lane forms v
+// element by element (a product per row) and one division remains. e = 0 unless the residual is
+// tiny (then x is rescaled by 2^-e before use, so g and coef stay near 1 instead of under- or
+// overflowing).
+struct Reflector {
+    beta: f32,
+    coef: f32,
+    gc: f32, // g's entry at row c: 2^-e·(alpha - beta)
+    e: i32,
 }
 
-// Reflector for row c of the column held in a0..a3 (slarfg, as `factor` in batched_qr.wgsl but
-// on a prescaled column, see the header): v to vb from vec4 b4, tau to tb[ti]; returns beta.
-fn reflect(a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>, c: u32, b4: u32,
-           ti: u32) -> f32 {
-    let x0 = mat_below(a0, 0u, c);
-    let x1 = mat_below(a1, 1u, c);
-    let x2 = mat_below(a2, 2u, c);
-    let x3 = mat_below(a3, 3u, c);
-    let alpha = pick(a3, 3u, c, pick(a2, 2u, c, pick(a1, 1u, c, pick(a0, 0u, c, 0.0))));
+// slarfg for row c of the column whose rows below c are x and whose row c is alpha, as `factor`
+// in batched_qr.wgsl but on a prescaled column (see the header). tau itself is not needed (only R
+// and Q are written): coef = tau / (alpha - beta)² = -1 / (beta·(alpha - beta)).
+fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>, alpha: f32,
+             c: u32) -> Reflector {
     let ss = (mdot(x0, x0, 0u, c) + mdot(x1, x1, 1u, c)) + (mdot(x2, x2, 2u, c) + mdot(x3, x3, 3u, c));
-    var tau = 0.0;
-    var beta = alpha;
-    var inv_d = 0.0;
+    var r = Reflector(alpha, 0.0, 0.0, 0);
     let bad = is_nan(ss) || is_nan(alpha);
     if bad || ss >= SLOW_SS {
-        // The column is prescaled: alpha² + ‖x‖² ≤ M cannot overflow, and ‖x‖² ≥ 2^-60 loses
-        // nothing that matters to flushed tiny squares.
+        // The column is prescaled: alpha² + ‖x‖² ≤ M cannot overflow, and ‖x‖² ≥ 2^-60 keeps
+        // |beta·(alpha - beta)| ≥ 2^-60 (alpha and beta have opposite signs).
         var h = sqrt(fma(alpha, alpha, ss));
         if bad {
             h = nan();
         }
-        beta = select(h, -h, alpha >= 0.0);
-        tau = (beta - alpha) / beta;
-        inv_d = 1.0 / (alpha - beta);
+        r.beta = select(h, -h, alpha >= 0.0);
+        r.gc = alpha - r.beta;
+        r.coef = -1.0 / (r.beta * r.gc);
     } else {
         // Tiny or zero x: its norm from x scaled by its own largest power of two (snrm2).
         let mx = max(max(mat_max(x0), mat_max(x1)), max(mat_max(x2), mat_max(x3)));
@@ -285,17 +267,32 @@ fn reflect(a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>, c
             if s > F32_MAX {
                 h = s;
             }
-            beta = select(h, -h, alpha >= 0.0);
-            tau = (beta - alpha) / beta;
-            inv_d = 1.0 / (alpha - beta);
+            r.beta = select(h, -h, alpha >= 0.0);
+            // g = y + 2^-e·(alpha - beta)·e_c; |alpha - beta| ≥ xnorm ≈ 2^e·√sy, so coef =
+            // tau·(2^e / (alpha - beta))² is of order one.
+            let de = scaled1(alpha - r.beta, -e);
+            r.gc = de;
+            r.coef = ((r.beta - alpha) / r.beta) / (de * de);
+            r.e = e;
         }
     }
-    publish_mat(b4, x0, 0u, c, inv_d);
-    publish_mat(b4, x1, 1u, c, inv_d);
-    publish_mat(b4, x2, 2u, c, inv_d);
-    publish_mat(b4, x3, 3u, c, inv_d);
-    tb[ti] = tau;
-    return beta;
+    return r;
+}
+
+// A column's register q to workgroup memory from vec4 b4 (all its rows: the next reflector's
+// column, read by every lane).
+fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32) {
+    if vec_on(q, 0u) { vb[b4 + 4u * q] = x[0]; }
+    if vec_on(q, 1u) { vb[b4 + 4u * q + 1u] = x[1]; }
+    if vec_on(q, 2u) { vb[b4 + 4u * q + 2u] = x[2]; }
+    if vec_on(q, 3u) { vb[b4 + 4u * q + 3u] = x[3]; }
+}
+
+fn publish(b4: u32, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>) {
+    publish_mat(b4, a0, 0u);
+    if QM > 1u { publish_mat(b4, a1, 1u); }
+    if QM > 2u { publish_mat(b4, a2, 2u); }
+    if QM > 3u { publish_mat(b4, a3, 3u); }
 }
 
 // Rows row0 .. row0+3 of Qᵀ's column i (Q's row i) to the staging area, Q column-major (ld M).
@@ -404,39 +401,64 @@ fn qr_columns(
             if QM > 3u { a3 = unit_mat(j - N, 3u); }
         }
         if j == 0u {
-            let beta = reflect(a0, a1, a2, a3, 0u, slot * 4u * QM, slot);
-            a0 = put(a0, 0u, 0u, beta);
+            publish(slot * 4u * QM, a0, a1, a2, a3);
         }
     }
+    var rdiag = 0.0; // R's diagonal entry of this lane's column (prescaled), once reflected
 
-    // Reflector c, published (v, tau) in half c % 2 of vb and tb; column c+1 publishes the next
-    // one into the other half as soon as it has applied this one. The staging area is not read
-    // after the first barrier here until R is written into it below.
+    // Step c: column c, as reflectors 0..c-1 left it, was published in half c % 2 of vb by its
+    // lane. Every lane reads it and forms reflector c itself (the same values in every lane:
+    // uniform control flow, no lane computing while the others wait), applies it to its column,
+    // and the lane of column c+1 publishes that column into the other half for the next step.
+    // The staging area is not read after the first barrier here until R is written into it below.
     for (var c = 0u; c < K; c++) {
         workgroupBarrier();
         let half = c % 2u;
+        let b4 = (half * MPW + slot) * 4u * QM;
+        let u0 = load_v(b4, 0u, c);
+        let u1 = load_v(b4, 1u, c);
+        let u2 = load_v(b4, 2u, c);
+        let u3 = load_v(b4, 3u, c);
+        let x0 = mat_below(u0, 0u, c);
+        let x1 = mat_below(u1, 1u, c);
+        let x2 = mat_below(u2, 2u, c);
+        let x3 = mat_below(u3, 3u, c);
+        let alpha = vb[b4 + c / 4u][c % 4u];
+        let rf = reflector(x0, x1, x2, x3, alpha, c);
+        if j == c {
+            rdiag = rf.beta;
+        }
         if live && j > c {
-            let b4 = (half * MPW + slot) * 4u * QM;
-            let tau = tb[half * MPW + slot];
-            let v0 = load_v(b4, 0u, c);
-            let v1 = load_v(b4, 1u, c);
-            let v2 = load_v(b4, 2u, c);
-            let v3 = load_v(b4, 3u, c);
-            let d = (mdot(a0, v0, 0u, c) + mdot(a1, v1, 1u, c)) + (mdot(a2, v2, 2u, c) + mdot(a3, v3, 3u, c));
-            let w = tau * d;
-            a0 = maxpy(a0, v0, w, 0u, c);
-            if QM > 1u { a1 = maxpy(a1, v1, w, 1u, c); }
-            if QM > 2u { a2 = maxpy(a2, v2, w, 2u, c); }
-            if QM > 3u { a3 = maxpy(a3, v3, w, 3u, c); }
+            var g0 = x0;
+            var g1 = x1;
+            var g2 = x2;
+            var g3 = x3;
+            if rf.e != 0 {
+                g0 = scaled(x0, -rf.e);
+                g1 = scaled(x1, -rf.e);
+                g2 = scaled(x2, -rf.e);
+                g3 = scaled(x3, -rf.e);
+            }
+            g0 = put(g0, 0u, c, rf.gc);
+            if QM > 1u { g1 = put(g1, 1u, c, rf.gc); }
+            if QM > 2u { g2 = put(g2, 2u, c, rf.gc); }
+            if QM > 3u { g3 = put(g3, 3u, c, rf.gc); }
+            let d = (mdot(a0, g0, 0u, c) + mdot(a1, g1, 1u, c)) + (mdot(a2, g2, 2u, c) + mdot(a3, g3, 3u, c));
+            let w = rf.coef * d;
+            a0 = maxpy(a0, g0, w, 0u, c);
+            if QM > 1u { a1 = maxpy(a1, g1, w, 1u, c); }
+            if QM > 2u { a2 = maxpy(a2, g2, w, 2u, c); }
+            if QM > 3u { a3 = maxpy(a3, g3, w, 3u, c); }
             if j == c + 1u && j < K {
-                let next = (1u - half) * MPW + slot;
-                let beta = reflect(a0, a1, a2, a3, j, next * 4u * QM, next);
-                a0 = put(a0, 0u, j, beta);
-                if QM > 1u { a1 = put(a1, 1u, j, beta); }
-                if QM > 2u { a2 = put(a2, 2u, j, beta); }
-                if QM > 3u { a3 = put(a3, 3u, j, beta); }
+                publish(((1u - half) * MPW + slot) * 4u * QM, a0, a1, a2, a3);
             }
         }
+    }
+    if j < K {
+        a0 = put(a0, 0u, j, rdiag);
+        if QM > 1u { a1 = put(a1, 1u, j, rdiag); }
+        if QM > 2u { a2 = put(a2, 2u, j, rdiag); }
+        if QM > 3u { a3 = put(a3, 3u, j, rdiag); }
     }
 
     // R: column j scaled back by 2^ex, zeros below the diagonal, through the staging area.

@@ -257,7 +257,7 @@ impl Columns {
         let per = (lda.checked_mul(n)?).max(m * qcols).div_ceil(4) * 4;
         let qm = m.div_ceil(16);
         let bytes = |mpw: usize| -> Option<u32> {
-            let floats = mpw.checked_mul(per + 2 * 16 * qm + 2)?;
+            let floats = mpw.checked_mul(per + 2 * 16 * qm)?;
             u32::try_from(floats.checked_mul(4)?).ok()
         };
         let fits = |mpw: usize| {
@@ -300,7 +300,6 @@ impl Columns {
             ("WG", self.mpw * self.nc),
             ("ST4", self.mpw * self.per / 4),
             ("VBN", 2 * self.mpw * 4 * qm),
-            ("TBN", 2 * self.mpw),
         ]
         .into_iter()
         .map(|(k, v)| (k, v as f64))
