@@ -1,9 +1,9 @@
 //! The column-per-lane batched QR kernel (`qr_columns`, [`SmallKernel::Columns`]) against the f64
 //! reference, next to the original workgroup-memory kernel ([`SmallKernel::Shared`]) on the same
 //! inputs: square sizes around the register boundaries (1, 7, 8, 16, 31, 32, 33, 64), tall and
-//! wide shapes, all modes; zero columns, NaN / Inf members isolated bit for bit, columns scaled
-//! from 1e-30 to 1e30 inside one matrix, nearly dependent columns (the tiny-residual path), and
-//! LAPACK's sign conventions. The kernel has no subgroup variant (it needs no cross-lane
+//! wide shapes, all modes; zero columns, NaN / Inf members isolated bit for bit, NaN spread
+//! exactly where LAPACK spreads it, columns scaled from 1e-30 to 1e30 inside one matrix, nearly
+//! dependent columns (the tiny-residual path), and LAPACK's sign conventions. The kernel has no subgroup variant (it needs no cross-lane
 //! reduction), so one portable path is tested on every backend.
 //!
 //! Tolerances are those of tests/batched.rs (see its module docs), fixed before running:
@@ -218,5 +218,13 @@ fn nan_inf_and_zero_members_are_isolated_bit_for_bit() {
     let ctx = ctx();
     for &(m, n) in &[(16, 16), (32, 32), (20, 9), (7, 12), (64, 64)] {
         check_isolation(ctx, m, n, SmallKernel::Columns);
+    }
+}
+
+#[test]
+fn nan_spreads_only_where_lapack_spreads_it() {
+    let ctx = ctx();
+    for &(m, n) in &[(13, 3), (32, 20), (64, 7), (9, 9)] {
+        check_nan_spread(ctx, m, n, SmallKernel::Columns);
     }
 }

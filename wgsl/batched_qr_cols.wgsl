@@ -16,7 +16,11 @@
 // v25). Each lane j > c then forms w = tau·(v·a_j) and a_j -= w·v, all in registers, and the lane
 // of column c+1 publishes it for the next step into the other half of a two-part buffer (slower
 // lanes may still read the current one): one barrier per reflector, no reduction, no subgroup
-// operation. v·a_j and the update skip the vec4s wholly above row c (v is zero there).
+// operation. A step is one chain of dependent operations, and on an H100 each branch in it cost
+// more than the arithmetic it would skip (v27): the step has no branch on c — rows above c are
+// masked by selects, lanes j ≤ c compute the update and drop it — except the publishing store
+// and the rarely taken tiny-residual path. The update leaves rows above c exactly alone (as
+// LAPACK's slarf does, even when its coefficient is NaN).
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
@@ -117,11 +121,6 @@ fn vec_on(q: u32, k: u32) -> bool {
     return 16u * q + 4u * k < M;
 }
 
-// Whether vec4 k of register q reaches row c or below (a reflector for row c is zero above).
-fn on_at(q: u32, k: u32, c: u32) -> bool {
-    return vec_on(q, k) && 16u * q + 4u * k + 3u >= c;
-}
-
 fn dot4(a: vec4<f32>, b: vec4<f32>) -> f32 {
     return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, a.x * b.x)));
 }
@@ -154,71 +153,65 @@ fn mat_max(m: mat4x4<f32>) -> f32 {
     return max(max(t.x, t.y), max(t.z, t.w));
 }
 
-// Register q of the published reflector (vec4s wholly above row c are zero and not read).
-fn load_v(b4: u32, q: u32, c: u32) -> mat4x4<f32> {
+// Register q of the published column (rows past M are zero).
+fn load_v(b4: u32, q: u32) -> mat4x4<f32> {
     var v = mat4x4<f32>();
-    if on_at(q, 0u, c) { v[0] = vb[b4 + 4u * q]; }
-    if on_at(q, 1u, c) { v[1] = vb[b4 + 4u * q + 1u]; }
-    if on_at(q, 2u, c) { v[2] = vb[b4 + 4u * q + 2u]; }
-    if on_at(q, 3u, c) { v[3] = vb[b4 + 4u * q + 3u]; }
+    if vec_on(q, 0u) { v[0] = vb[b4 + 4u * q]; }
+    if vec_on(q, 1u) { v[1] = vb[b4 + 4u * q + 1u]; }
+    if vec_on(q, 2u) { v[2] = vb[b4 + 4u * q + 2u]; }
+    if vec_on(q, 3u) { v[3] = vb[b4 + 4u * q + 3u]; }
     return v;
 }
 
-// Σ a·b over register q's vec4s at or below row c.
-fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32, c: u32) -> f32 {
+// Σ a·b over register q (its vec4s past row M are not touched).
+fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32) -> f32 {
     var d0 = 0.0;
     var d1 = 0.0;
     var d2 = 0.0;
     var d3 = 0.0;
-    if on_at(q, 0u, c) { d0 = dot4(a[0], b[0]); }
-    if on_at(q, 1u, c) { d1 = dot4(a[1], b[1]); }
-    if on_at(q, 2u, c) { d2 = dot4(a[2], b[2]); }
-    if on_at(q, 3u, c) { d3 = dot4(a[3], b[3]); }
+    if vec_on(q, 0u) { d0 = dot4(a[0], b[0]); }
+    if vec_on(q, 1u) { d1 = dot4(a[1], b[1]); }
+    if vec_on(q, 2u) { d2 = dot4(a[2], b[2]); }
+    if vec_on(q, 3u) { d3 = dot4(a[3], b[3]); }
     return (d0 + d1) + (d2 + d3);
 }
 
-// a - w·v over register q's vec4s at or below row c.
+fn axpy4(a: vec4<f32>, v: vec4<f32>, nw: vec4<f32>, q: u32, k: u32, c: u32) -> vec4<f32> {
+    return select(a, fma(nw, v, a), rows_of(q, k) >= vec4<u32>(c));
+}
+
+// a - w·v at and below row c of register q; rows above c keep a exactly (v is zero there, but
+// a non-finite w would turn them into NaN, where LAPACK's slarf leaves them alone).
 fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, q: u32, c: u32) -> mat4x4<f32> {
     var r = a;
     let nw = vec4<f32>(-w);
-    if on_at(q, 0u, c) { r[0] = fma(nw, v[0], a[0]); }
-    if on_at(q, 1u, c) { r[1] = fma(nw, v[1], a[1]); }
-    if on_at(q, 2u, c) { r[2] = fma(nw, v[2], a[2]); }
-    if on_at(q, 3u, c) { r[3] = fma(nw, v[3], a[3]); }
+    if vec_on(q, 0u) { r[0] = axpy4(a[0], v[0], nw, q, 0u, c); }
+    if vec_on(q, 1u) { r[1] = axpy4(a[1], v[1], nw, q, 1u, c); }
+    if vec_on(q, 2u) { r[2] = axpy4(a[2], v[2], nw, q, 2u, c); }
+    if vec_on(q, 3u) { r[3] = axpy4(a[3], v[3], nw, q, 3u, c); }
     return r;
 }
 
-// vec4 k of register q restricted to rows > c (x of the reflector for row c).
-fn below(m: vec4<f32>, q: u32, k: u32, c: u32) -> vec4<f32> {
-    if !on_at(q, k, c) {
-        return vec4<f32>(0.0);
-    }
-    if 16u * q + 4u * k > c {
-        return m;
-    }
-    return select(vec4<f32>(0.0), m, rows_of(q, k) > vec4<u32>(c));
+// a where m, else b, per register.
+fn msel(b: mat4x4<f32>, a: mat4x4<f32>, m: bool) -> mat4x4<f32> {
+    return mat4x4<f32>(select(b[0], a[0], m), select(b[1], a[1], m), select(b[2], a[2], m),
+                       select(b[3], a[3], m));
 }
 
+// Register q restricted to rows > c (x of the reflector for row c).
 fn mat_below(m: mat4x4<f32>, q: u32, c: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(below(m[0], q, 0u, c), below(m[1], q, 1u, c), below(m[2], q, 2u, c),
-                       below(m[3], q, 3u, c));
+    let cv = vec4<u32>(c);
+    let z = vec4<f32>(0.0);
+    return mat4x4<f32>(select(z, m[0], rows_of(q, 0u) > cv), select(z, m[1], rows_of(q, 1u) > cv),
+                       select(z, m[2], rows_of(q, 2u) > cv), select(z, m[3], rows_of(q, 3u) > cv));
 }
 
-fn put4(m: vec4<f32>, q: u32, k: u32, c: u32, x: f32) -> vec4<f32> {
-    let b = 16u * q + 4u * k;
-    if vec_on(q, k) && c >= b && c < b + 4u {
-        return select(m, vec4<f32>(x), rows_of(q, k) == vec4<u32>(c));
-    }
-    return m;
-}
-
-// Row c of register q set to x (only the vec4 holding row c is touched).
+// Row c of register q set to x.
 fn put(m: mat4x4<f32>, q: u32, c: u32, x: f32) -> mat4x4<f32> {
-    if c < 16u * q || c >= 16u * q + 16u {
-        return m;
-    }
-    return mat4x4<f32>(put4(m[0], q, 0u, c, x), put4(m[1], q, 1u, c, x), put4(m[2], q, 2u, c, x),
-                       put4(m[3], q, 3u, c, x));
+    let cv = vec4<u32>(c);
+    let xv = vec4<f32>(x);
+    return mat4x4<f32>(select(m[0], xv, rows_of(q, 0u) == cv), select(m[1], xv, rows_of(q, 1u) == cv),
+                       select(m[2], xv, rows_of(q, 2u) == cv), select(m[3], xv, rows_of(q, 3u) == cv));
 }
 
 // Reflector c as the lanes apply it: H = I - coef·g·gᵀ with g = 2^-e·(x + (alpha - beta)·e_c)
@@ -238,7 +231,7 @@ struct Reflector {
 // and Q are written): coef = tau / (alpha - beta)² = -1 / (beta·(alpha - beta)).
 fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>, alpha: f32,
              c: u32) -> Reflector {
-    let ss = (mdot(x0, x0, 0u, c) + mdot(x1, x1, 1u, c)) + (mdot(x2, x2, 2u, c) + mdot(x3, x3, 3u, c));
+    let ss = (mdot(x0, x0, 0u) + mdot(x1, x1, 1u)) + (mdot(x2, x2, 2u) + mdot(x3, x3, 3u));
     var r = Reflector(alpha, 0.0, 0.0, 0);
     let bad = is_nan(ss) || is_nan(alpha);
     if bad || ss >= SLOW_SS {
@@ -259,7 +252,7 @@ fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>,
         let y1 = scaled(x1, -e);
         let y2 = scaled(x2, -e);
         let y3 = scaled(x3, -e);
-        let sy = (mdot(y0, y0, 0u, c) + mdot(y1, y1, 1u, c)) + (mdot(y2, y2, 2u, c) + mdot(y3, y3, 3u, c));
+        let sy = (mdot(y0, y0, 0u) + mdot(y1, y1, 1u)) + (mdot(y2, y2, 2u) + mdot(y3, y3, 3u));
         if sy != 0.0 {
             let xnorm = scaled1(sqrt(sy), e);
             let s = max(abs(alpha), xnorm);
@@ -415,43 +408,42 @@ fn qr_columns(
         workgroupBarrier();
         let half = c % 2u;
         let b4 = (half * MPW + slot) * 4u * QM;
-        let u0 = load_v(b4, 0u, c);
-        let u1 = load_v(b4, 1u, c);
-        let u2 = load_v(b4, 2u, c);
-        let u3 = load_v(b4, 3u, c);
+        let u0 = load_v(b4, 0u);
+        let u1 = load_v(b4, 1u);
+        let u2 = load_v(b4, 2u);
+        let u3 = load_v(b4, 3u);
         let x0 = mat_below(u0, 0u, c);
         let x1 = mat_below(u1, 1u, c);
         let x2 = mat_below(u2, 2u, c);
         let x3 = mat_below(u3, 3u, c);
         let alpha = vb[b4 + c / 4u][c % 4u];
         let rf = reflector(x0, x1, x2, x3, alpha, c);
-        if j == c {
-            rdiag = rf.beta;
+        rdiag = select(rdiag, rf.beta, j == c);
+        // Lanes j ≤ c compute the update too and drop it (a select, not a branch: inside the
+        // step's chain of dependent operations, branches cost more than the arithmetic).
+        let upd = live && j > c;
+        var g0 = x0;
+        var g1 = x1;
+        var g2 = x2;
+        var g3 = x3;
+        if rf.e != 0 {
+            g0 = scaled(x0, -rf.e);
+            g1 = scaled(x1, -rf.e);
+            g2 = scaled(x2, -rf.e);
+            g3 = scaled(x3, -rf.e);
         }
-        if live && j > c {
-            var g0 = x0;
-            var g1 = x1;
-            var g2 = x2;
-            var g3 = x3;
-            if rf.e != 0 {
-                g0 = scaled(x0, -rf.e);
-                g1 = scaled(x1, -rf.e);
-                g2 = scaled(x2, -rf.e);
-                g3 = scaled(x3, -rf.e);
-            }
-            g0 = put(g0, 0u, c, rf.gc);
-            if QM > 1u { g1 = put(g1, 1u, c, rf.gc); }
-            if QM > 2u { g2 = put(g2, 2u, c, rf.gc); }
-            if QM > 3u { g3 = put(g3, 3u, c, rf.gc); }
-            let d = (mdot(a0, g0, 0u, c) + mdot(a1, g1, 1u, c)) + (mdot(a2, g2, 2u, c) + mdot(a3, g3, 3u, c));
-            let w = rf.coef * d;
-            a0 = maxpy(a0, g0, w, 0u, c);
-            if QM > 1u { a1 = maxpy(a1, g1, w, 1u, c); }
-            if QM > 2u { a2 = maxpy(a2, g2, w, 2u, c); }
-            if QM > 3u { a3 = maxpy(a3, g3, w, 3u, c); }
-            if j == c + 1u && j < K {
-                publish(((1u - half) * MPW + slot) * 4u * QM, a0, a1, a2, a3);
-            }
+        g0 = put(g0, 0u, c, rf.gc);
+        if QM > 1u { g1 = put(g1, 1u, c, rf.gc); }
+        if QM > 2u { g2 = put(g2, 2u, c, rf.gc); }
+        if QM > 3u { g3 = put(g3, 3u, c, rf.gc); }
+        let d = (mdot(a0, g0, 0u) + mdot(a1, g1, 1u)) + (mdot(a2, g2, 2u) + mdot(a3, g3, 3u));
+        let w = rf.coef * d;
+        a0 = msel(a0, maxpy(a0, g0, w, 0u, c), upd);
+        if QM > 1u { a1 = msel(a1, maxpy(a1, g1, w, 1u, c), upd); }
+        if QM > 2u { a2 = msel(a2, maxpy(a2, g2, w, 2u, c), upd); }
+        if QM > 3u { a3 = msel(a3, maxpy(a3, g3, w, 3u, c), upd); }
+        if j == c + 1u && j < K {
+            publish(((1u - half) * MPW + slot) * 4u * QM, a0, a1, a2, a3);
         }
     }
     if j < K {

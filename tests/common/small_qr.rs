@@ -213,3 +213,32 @@ pub fn check_lapack_r(members: &[Mat], r: &[f32], skip: &[usize]) {
         "{m}×{n}: zero column's R"
     );
 }
+
+/// NaN at the last row of column 1 of member 0 (m×n, n ≥ 3): H_0 (from the finite column 0)
+/// carries it into all of column 1, so reflector 1 is NaN and so is every entry of R it produces
+/// (rows ≥ 1 of columns ≥ 1); row 0 of R (touched by H_0 only) stays finite. Rows above a
+/// reflector's first row must be left exactly alone even when its coefficient is NaN, as LAPACK's
+/// slarf leaves them. Member 1 (finite) must be unaffected.
+pub fn check_nan_spread(ctx: &Context, m: usize, n: usize, kernel: SmallKernel) {
+    let mut members = gaussian(2, m, n, 1200 + m as u64);
+    members[0][(m - 1, 1)] = f64::NAN;
+    let (_, r) = run(ctx, &members, QrMode::R, kernel);
+    let r0 = member(&r, 0, n, n);
+    for j in 1..n {
+        for i in 1..=j {
+            assert!(
+                r0[(i, j)].is_nan(),
+                "{m}×{n} {kernel:?}: R[{i},{j}] = {} should be NaN",
+                r0[(i, j)]
+            );
+        }
+    }
+    for j in [0, 2] {
+        assert!(
+            r0[(0, j)].is_finite(),
+            "{m}×{n} {kernel:?}: R[0,{j}] = {}",
+            r0[(0, j)]
+        );
+    }
+    check("finite neighbour", &members[1], None, &member(&r, 1, n, n));
+}
