@@ -1,14 +1,14 @@
 //! Times one entry point of a WGSL file on the GPU: a harness for experiments on kernels outside
 //! the crate (ablated copies of a kernel, microbenchmarks), measured as the crate's own kernels
-//! are built (no loop bounding, bounds checks on; `full` or `none` as the last argument change
-//! that). The binding layout is `qr_columns`' (binding 0: a uniform `{batch, 0, 0, 0}`; 1: a
-//! read-only storage buffer of A_LEN floats, filled with values in [-1, 1); 2 and 3: read-write
-//! storage buffers of Q_LEN and R_LEN floats). Each of three rounds records REPS dispatches of
-//! GROUPS workgroups, each in its own pass with GPU timestamps; the last round's median, minimum
-//! and maximum are printed.
+//! are built (no loop bounding, bounds checks on; `full` or `none` as the 10th argument change
+//! that). Bindings: 0, a uniform `{BATCH, 0, 0, 0}` or the u32 words of the 11th argument (for
+//! kernels with other parameter blocks); 1, a storage buffer of A_LEN floats filled with values
+//! in [-1, 1); 2 and 3, storage buffers of Q_LEN and R_LEN floats. Each of three rounds records
+//! REPS dispatches of GROUPS workgroups, each in its own pass with GPU timestamps; the last
+//! round's median, minimum and maximum are printed.
 //!
 //! ```text
-//! wgsl_probe FILE ENTRY "NAME=VALUE,..." BATCH A_LEN Q_LEN R_LEN GROUPS [REPS] [full|none]
+//! wgsl_probe FILE ENTRY "NAME=VALUE,..." BATCH A_LEN Q_LEN R_LEN GROUPS [REPS] [full|none|default] [U32,U32,...]
 //! bash scripts/probe/micro.sh     # the microbenchmarks quoted in BENCHMARKS.md (session 5)
 //! ```
 use metalcore::Context;
@@ -16,7 +16,7 @@ use metalcore::Context;
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     if a.len() < 8 {
-        eprintln!("usage: wgsl_probe FILE ENTRY \"NAME=VALUE,...\" BATCH A_LEN Q_LEN R_LEN GROUPS [REPS] [full|none]");
+        eprintln!("usage: wgsl_probe FILE ENTRY \"NAME=VALUE,...\" BATCH A_LEN Q_LEN R_LEN GROUPS [REPS] [full|none|default] [U32,...]");
         std::process::exit(2);
     }
     let src = std::fs::read_to_string(&a[0]).unwrap();
@@ -74,8 +74,12 @@ fn main() {
         })
     };
     use wgpu::BufferUsages as U;
-    let params = buf(4, U::UNIFORM | U::COPY_DST);
-    q.write_buffer(&params, 0, bytemuck::cast_slice(&[batch as u32, 0, 0, 0]));
+    let words: Vec<u32> = match a.get(10) {
+        Some(w) => w.split(',').map(|x| x.parse().unwrap()).collect(),
+        None => vec![batch as u32, 0, 0, 0],
+    };
+    let params = buf(words.len().max(4) as u64, U::UNIFORM | U::COPY_DST);
+    q.write_buffer(&params, 0, bytemuck::cast_slice(&words));
     let ab = buf(alen, U::STORAGE | U::COPY_DST);
     let data: Vec<f32> = (0..alen)
         .map(|i| ((i.wrapping_mul(2654435761) % 1000) as f32) / 500.0 - 1.0)

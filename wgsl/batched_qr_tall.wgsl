@@ -16,8 +16,9 @@
 // published in workgroup memory: v_j (1 at row j, zeros above) in its own column of `vs`, tau_j
 // in `taus`. Nothing is overwritten, so one workgroupBarrier per reflector suffices; then every
 // subgroup applies v_j to its columns right of j, the dot products of its column slots reduced
-// together (one vec4 subgroupAdd, not one dependent reduction per slot). A vec4 of register rows
-// wholly above a reflector's first row is skipped (v is zero there).
+// together (one vec4 subgroupAdd, not one dependent reduction per slot). The update has no
+// branch on j: rows above a reflector's first row are kept by selects, and column slots the
+// reflector does not touch compute it and drop it.
 //
 // Q = H_0 … H_{K-1} [I; 0] (QCOLS columns) is formed as sorg2r does, backwards, each subgroup its
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
@@ -142,10 +143,6 @@ fn vec_on(k: u32) -> bool {
     return 4u * k < RPL;
 }
 
-// Whether vec4 k holds a row ≥ j (the rows of register row r are S·r … S·r + S - 1).
-fn reaches(k: u32, j: u32) -> bool {
-    return vec_on(k) && S * (4u * k + 4u) > j;
-}
 
 // The matrix rows this lane holds in vec4 k.
 fn rows4(lane: u32, k: u32) -> vec4<u32> {
@@ -162,31 +159,34 @@ fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, j: u32) -> f32 {
     var d1 = 0.0;
     var d2 = 0.0;
     var d3 = 0.0;
-    if reaches(0u, j) { d0 = dot4(a[0], b[0]); }
-    if reaches(1u, j) { d1 = dot4(a[1], b[1]); }
-    if reaches(2u, j) { d2 = dot4(a[2], b[2]); }
-    if reaches(3u, j) { d3 = dot4(a[3], b[3]); }
+    if vec_on(0u) { d0 = dot4(a[0], b[0]); }
+    if vec_on(1u) { d1 = dot4(a[1], b[1]); }
+    if vec_on(2u) { d2 = dot4(a[2], b[2]); }
+    if vec_on(3u) { d3 = dot4(a[3], b[3]); }
     return (d0 + d1) + (d2 + d3);
 }
 
-// a + w·v on rows ≥ j (vec4s wholly above row j are skipped; in the vec4s that hold rows on
-// both sides, the rows above keep a exactly even where w is NaN, as LAPACK leaves them).
+// a + w·v on rows ≥ j; the rows above keep a exactly even where w is NaN, as LAPACK leaves
+// them. Selects, not branches: a step is a chain of dependent operations, and on an H100 its
+// branches cost more than the arithmetic they skip (BENCHMARKS.md, v28).
 fn maxpy4(a: vec4<f32>, v: vec4<f32>, w: vec4<f32>, lane: u32, k: u32, j: u32) -> vec4<f32> {
-    let r = fma(w, v, a);
-    if S * 4u * k >= j {
-        return r;
-    }
-    return select(a, r, rows4(lane, k) >= vec4<u32>(j));
+    return select(a, fma(w, v, a), rows4(lane, k) >= vec4<u32>(j));
 }
 
 fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, j: u32, lane: u32) -> mat4x4<f32> {
     var r = a;
     let wv = vec4<f32>(w);
-    if reaches(0u, j) { r[0] = maxpy4(a[0], v[0], wv, lane, 0u, j); }
-    if reaches(1u, j) { r[1] = maxpy4(a[1], v[1], wv, lane, 1u, j); }
-    if reaches(2u, j) { r[2] = maxpy4(a[2], v[2], wv, lane, 2u, j); }
-    if reaches(3u, j) { r[3] = maxpy4(a[3], v[3], wv, lane, 3u, j); }
+    if vec_on(0u) { r[0] = maxpy4(a[0], v[0], wv, lane, 0u, j); }
+    if vec_on(1u) { r[1] = maxpy4(a[1], v[1], wv, lane, 1u, j); }
+    if vec_on(2u) { r[2] = maxpy4(a[2], v[2], wv, lane, 2u, j); }
+    if vec_on(3u) { r[3] = maxpy4(a[3], v[3], wv, lane, 3u, j); }
     return r;
+}
+
+// a where m, else b.
+fn msel(b: mat4x4<f32>, a: mat4x4<f32>, m: bool) -> mat4x4<f32> {
+    return mat4x4<f32>(select(b[0], a[0], m), select(b[1], a[1], m), select(b[2], a[2], m),
+                       select(b[3], a[3], m));
 }
 
 fn mat_max(m: mat4x4<f32>) -> f32 {
@@ -262,13 +262,13 @@ fn vs4(j: u32, lane: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(vs[b + r.x], vs[b + r.y], vs[b + r.z], vs[b + r.w]);
 }
 
-// v_j's rows of this lane (vec4s wholly above row j are zero and not read).
+// v_j's rows of this lane (zero above row j).
 fn load_v(j: u32, lane: u32) -> mat4x4<f32> {
     var v = mat4x4<f32>();
-    if reaches(0u, j) { v[0] = vs4(j, lane, 0u); }
-    if reaches(1u, j) { v[1] = vs4(j, lane, 1u); }
-    if reaches(2u, j) { v[2] = vs4(j, lane, 2u); }
-    if reaches(3u, j) { v[3] = vs4(j, lane, 3u); }
+    if vec_on(0u) { v[0] = vs4(j, lane, 0u); }
+    if vec_on(1u) { v[1] = vs4(j, lane, 1u); }
+    if vec_on(2u) { v[2] = vs4(j, lane, 2u); }
+    if vec_on(3u) { v[3] = vs4(j, lane, 3u); }
     return v;
 }
 
@@ -443,10 +443,10 @@ fn qr_tall(
             let i = j - 1u;
             let v = load_v(i, lane);
             let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
-            if sg >= j && sg < N { a0 = maxpy(a0, v, w.x, i, lane); }
-            if CPS > 1u && sg + NSG >= j && sg + NSG < N { a1 = maxpy(a1, v, w.y, i, lane); }
-            if CPS > 2u && sg + 2u * NSG >= j && sg + 2u * NSG < N { a2 = maxpy(a2, v, w.z, i, lane); }
-            if CPS > 3u && sg + 3u * NSG >= j && sg + 3u * NSG < N { a3 = maxpy(a3, v, w.w, i, lane); }
+            a0 = msel(a0, maxpy(a0, v, w.x, i, lane), sg >= j && sg < N);
+            if CPS > 1u { a1 = msel(a1, maxpy(a1, v, w.y, i, lane), sg + NSG >= j && sg + NSG < N); }
+            if CPS > 2u { a2 = msel(a2, maxpy(a2, v, w.z, i, lane), sg + 2u * NSG >= j && sg + 2u * NSG < N); }
+            if CPS > 3u { a3 = msel(a3, maxpy(a3, v, w.w, i, lane), sg + 3u * NSG >= j && sg + 3u * NSG < N); }
         }
         if j < K && j % NSG == sg {
             let t = j / NSG;
@@ -482,10 +482,10 @@ fn qr_tall(
             }
             let v = load_v(i, lane);
             let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
-            if c0 >= i { a0 = maxpy(a0, v, w.x, i, lane); }
-            if CPS > 1u && c0 + NSG >= i { a1 = maxpy(a1, v, w.y, i, lane); }
-            if CPS > 2u && c0 + 2u * NSG >= i { a2 = maxpy(a2, v, w.z, i, lane); }
-            if CPS > 3u && c0 + 3u * NSG >= i { a3 = maxpy(a3, v, w.w, i, lane); }
+            a0 = msel(a0, maxpy(a0, v, w.x, i, lane), c0 >= i);
+            if CPS > 1u { a1 = msel(a1, maxpy(a1, v, w.y, i, lane), c0 + NSG >= i); }
+            if CPS > 2u { a2 = msel(a2, maxpy(a2, v, w.z, i, lane), c0 + 2u * NSG >= i); }
+            if CPS > 3u { a3 = msel(a3, maxpy(a3, v, w.w, i, lane), c0 + 3u * NSG >= i); }
         }
         store_q(qdst, c0, lane, a0);
         if CPS > 1u { store_q(qdst, c0 + NSG, lane, a1); }
