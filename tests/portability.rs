@@ -23,6 +23,17 @@ fn wgsl_files() -> Vec<PathBuf> {
     files
 }
 
+/// (file name, text) of every `wgsl/*.wgsl`.
+fn wgsl_sources() -> Vec<(String, String)> {
+    wgsl_files()
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(p).unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn every_wgsl_file_is_compiled_into_the_crate() {
     let compiled: Vec<&str> = metalcore::kernel_sources().iter().map(|k| k.0).collect();
@@ -47,23 +58,18 @@ fn every_wgsl_file_is_compiled_into_the_crate() {
 
 /// The Context builds its shader modules without naga's loop bounding (src/context.rs says
 /// why), which is sound only if no kernel loops forever: every loop must be a counted `for`.
-/// `loop` and `while` (whose exit is any condition at all) are refused here.
+/// `loop` and `while` (whose exit is any condition at all) and a `for` without a condition (which
+/// loops until a `break`) are refused here.
 #[test]
 fn every_loop_is_a_counted_for() {
     let mut found = Vec::new();
-    for path in wgsl_files() {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let source = std::fs::read_to_string(&path).unwrap();
+    for (name, source) in wgsl_sources() {
         for (i, line) in source.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             let words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
             if let Some(w) = words.into_iter().find(|w| *w == "loop" || *w == "while") {
                 found.push(format!("{name}:{}: `{w}`: {}", i + 1, line.trim()));
             }
-        }
-        // A `for` whose condition is empty loops until a `break`.
-        for (i, line) in source.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
             if let Some(rest) = code.split("for (").nth(1) {
                 let parts: Vec<&str> = rest.split(';').collect();
                 assert!(parts.len() >= 3, "{name}:{}: unparsed for: {line}", i + 1);
@@ -79,9 +85,7 @@ fn every_loop_is_a_counted_for() {
 #[test]
 fn every_kernel_translates_to_msl_hlsl_spirv_glsl_and_fits_default_limits() {
     let mut failures = Vec::new();
-    for path in wgsl_files() {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let source = std::fs::read_to_string(&path).unwrap();
+    for (name, source) in wgsl_sources() {
         if let Err(e) = check_file(&name, &source) {
             failures.push(e);
         }
