@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything issue 8 reports, in one call on the lent GPU: the test suites, GPU time per kernel
 # for the big QR and trsm, the bench table, criterion batched QR (both kernels), and the CUDA
-# libraries through torch on the same card. Binaries: ../shared/device/stage --example bench
+# libraries through torch on the same card, and the driver's register counts per kernel.
+# Binaries: ../shared/device/stage --example bench --example kernel_stats
 # --bench batched --test qr --test blas --test trsm --test batched --test batched_columns
 # --test batched_tall --test lstsq, then `tar -czf .gpu/bin.tgz -C .gpu bin && rm -r .gpu/bin` (64 MiB carry limit).
 source scripts/gpu-setup.sh   # binaries, loader, card, every carried test suite
@@ -12,3 +13,6 @@ timeout 300 .gpu/bin/bench --large --no-cpu --runs 5 --warmup 2 2>&1 | tee "$out
 timeout 120 .gpu/bin/bench --large --no-cpu --runs 5 --warmup 2 --only qr-batched 2>&1 | tee "$out/bench-batched.txt" | grep "^| [a-z]"
 timeout 200 .gpu/bin/batched-bench --bench gpu 2>&1 | grep -E "^qr_batched|time:" | tee "$out/criterion-batched.txt"
 PYTHONUNBUFFERED=1 timeout 200 python3 scripts/torch_ref.py 2>&1 | tee "$out/torch.txt"
+if [ -x .gpu/bin/kernel_stats ]; then
+  timeout 120 .gpu/bin/kernel_stats > "$out/kernel_stats.txt" 2>&1
+fi
