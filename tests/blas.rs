@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use metalcore::{column_norms, gemm, matmul, GpuMatrix};
+use metalcore::{column_norms, gemm, matmul, Context, GpuMatrix};
 
 fn norms_of(rows: usize, cols: usize, data: &[f32]) -> Vec<f32> {
     let ctx = ctx();
@@ -244,4 +244,51 @@ fn gpu_timing_reports_the_last_submission() {
         );
     }
     assert_eq!(ctx.last_gpu_time().unwrap(), None, "read once");
+}
+
+/// `Context::compiled_kernels` lists what a context built: after one GEMM on a fresh context, the
+/// gemm family — its WGSL text holding each entry point, the `gemm` entry's override constants,
+/// A and B bound read-only and C read-write — and nothing new after the same call again (the
+/// cache is hit).
+#[test]
+fn compiled_kernels_lists_the_specializations_built() {
+    let ctx = Context::new().expect("a GPU or software adapter (see README)");
+    assert!(
+        ctx.compiled_kernels().is_empty(),
+        "a fresh context compiled nothing"
+    );
+    let mut rng = Rng::new(71);
+    let (m, k, n) = (33, 17, 9);
+    let a = GpuMatrix::from_col_major(&ctx, m, k, &rng.normal_vec(m * k)).unwrap();
+    let b = GpuMatrix::from_col_major(&ctx, k, n, &rng.normal_vec(k * n)).unwrap();
+    matmul(&ctx, &a, false, &b, false).unwrap();
+    let built = ctx.compiled_kernels();
+    assert!(built.iter().all(|c| c.kernel == "gemm"), "{built:?}");
+    for c in &built {
+        assert!(
+            c.source.contains(&format!("fn {}(", c.entry)),
+            "{}: not in the source",
+            c.entry
+        );
+    }
+    let g = built
+        .iter()
+        .find(|c| c.entry.starts_with("gemm"))
+        .unwrap_or_else(|| panic!("no gemm entry among {built:?}"));
+    let names: Vec<&str> = g.constants.iter().map(|&(name, _)| name).collect();
+    assert!(
+        names.contains(&"TRANS_A") && names.contains(&"TRANS_B"),
+        "{names:?}"
+    );
+    assert_eq!(
+        g.storage_read_only,
+        [true, true, false],
+        "A, B read; C written"
+    );
+    matmul(&ctx, &a, false, &b, false).unwrap();
+    assert_eq!(
+        ctx.compiled_kernels().len(),
+        built.len(),
+        "the second call compiled again"
+    );
 }
