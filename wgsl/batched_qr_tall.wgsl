@@ -108,12 +108,6 @@ fn scale_exp(x: f32) -> i32 {
     return i32((bitcast<u32>(x) >> 23u) & 0xffu) - 126;
 }
 
-// x·2^s, in two exact steps (|s| ≤ 254).
-fn scaled(x: f32, s: i32) -> f32 {
-    let s1 = s / 2;
-    return (x * pow2(s1)) * pow2(s - s1);
-}
-
 // (beta, tau, 1/(alpha - beta)) of slarfg for alpha and ‖x‖ = xnorm > 0, overflow-safe.
 fn from_norm(alpha: f32, xnorm: f32) -> vec3<f32> {
     let s = max(abs(alpha), xnorm);
