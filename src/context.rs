@@ -546,8 +546,11 @@ impl Context {
     /// `kernel_stats` example rebuilds them with the Vulkan driver to print its statistics.
     pub fn compiled_kernels(&self) -> Vec<CompiledKernel> {
         let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<CompiledKernel> = pipelines
-            .iter()
+        let mut keyed: Vec<(&PipelineKey, &Arc<CachedPipeline>)> = pipelines.iter().collect();
+        // The keys hold the constants' bits: ordered without comparing floats.
+        keyed.sort_by_key(|&(key, _)| (key.kernel, key.entry, &key.constants));
+        let out = keyed
+            .into_iter()
             .map(|(key, cached)| CompiledKernel {
                 kernel: key.kernel,
                 source: cached.source,
@@ -560,11 +563,6 @@ impl Context {
                 storage_read_only: key.bindings.iter().map(|&a| a == Access::Read).collect(),
             })
             .collect();
-        out.sort_by(|a, b| {
-            (a.kernel, a.entry)
-                .cmp(&(b.kernel, b.entry))
-                .then_with(|| format!("{:?}", a.constants).cmp(&format!("{:?}", b.constants)))
-        });
         out
     }
 

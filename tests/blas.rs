@@ -264,6 +264,10 @@ fn compiled_kernels_lists_the_specializations_built() {
     matmul(&ctx, &a, false, &b, false).unwrap();
     let built = ctx.compiled_kernels();
     assert!(built.iter().all(|c| c.kernel == "gemm"), "{built:?}");
+    assert!(
+        built.windows(2).all(|w| w[0].entry <= w[1].entry),
+        "not sorted: {built:?}"
+    );
     for c in &built {
         assert!(
             c.source.contains(&format!("fn {}(", c.entry)),
