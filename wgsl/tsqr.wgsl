@@ -7,8 +7,8 @@
 // until one block is left (`tsqr_factor`, once per level). The explicit Q of the panel is then
 // built top-down, each level's rows being its block Q times the block's B×B piece of the level
 // above's explicit Q (`tsqr_apply`, a parallel product, once per level below the top). Finally
-// the Householder form LAPACK's blocked QR needs is reconstructed from Q (`tsqr_lu`,
-// `tsqr_rows`):
+// the Householder form LAPACK's blocked QR needs is reconstructed from Q (tsqr_lu.wgsl's
+// `tsqr_lu`, then `tsqr_rows` here):
 //   Q - S = L U   (LU without pivoting; S = diag(-sign) chosen on the way so |U_ii| >= 1),
 //   Y = L (unit lower trapezoidal: the reflectors), T = -U S L₁⁻ᵀ, R_H = S R,
 // so that I - Y T Yᵀ is the panel's block reflector and A = (I - Y T Yᵀ)[:, :B] R_H. That is
@@ -27,7 +27,7 @@
 // itself (no third barrier) and updates its rows. Where the adapter's subgroups have one fixed
 // size, the blocks are factored instead by batched_qr_tall.wgsl's qr_tall (the block in the
 // registers of a workgroup of subgroups, same outputs: R stacked into the level above, the
-// block's explicit Q) and the LU by tsqr_sg.wgsl's tsqr_lu_sg.
+// block's explicit Q).
 //
 // Workgroup memory (floats): SMEM + SMQ + WG + 5·B, each entry point's arrays sized by the host
 // for that dispatch (see the override comments) to the adapter's limit.
@@ -35,7 +35,7 @@
 override B: u32 = 16u;      // panel width
 override RB: u32 = 64u;     // most rows in a block
 override LDS: u32 = 65u;    // leading dimension of a block in workgroup memory (RB + 1)
-override SMEM: u32 = 1040u; // factor: LDS·B; lu: 3·B·(B+1); rows: B·B
+override SMEM: u32 = 1040u; // factor: LDS·B; rows: B·B
 override SMQ: u32 = 1040u;  // factor: LDS·B for the block's Q (1 elsewhere)
 override TPC: u32 = 8u;     // invocations per column (WG / B)
 override WG: u32 = 256u;
@@ -84,10 +84,6 @@ var<workgroup> betas: array<f32, B>;
 var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
-// tsqr_lu: per column, whether any value below the diagonal was ever non-zero, and whether the
-// column took LAPACK's no-reflection case (see there).
-var<workgroup> nz: array<atomic<u32>, B>;
-var<workgroup> special: array<u32, B>;
 var<workgroup> qx: array<f32, SMQ>;
 
 // First row and row count of block g of a level.
@@ -310,135 +306,6 @@ fn tsqr_apply(
                 sbuf[ob + r + (c0 + j) * p.q_ld] = acc[j];
             }
         }
-    }
-}
-
-// Reconstruction, one workgroup per panel: modified LU of the top B×B block of Q, then
-// T = -U S L₁⁻ᵀ and U⁻¹. Writes the panel's top block (R_H on and above the diagonal, L₁
-// below), the top rows of explicit V, tau (T's diagonal), T, and U⁻¹ for tsqr_rows.
-@compute @workgroup_size(WG)
-fn tsqr_lu(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
-    let bm = wid.x;
-    if bm >= p.batch {
-        return;
-    }
-    let ld = B + 1u;
-    let lu0 = 0u;
-    let ui0 = B * ld;
-    let t0 = 2u * B * ld;
-    let qb = p.q_off + bm * p.s_stride;
-    if lid < B {
-        atomicStore(&nz[lid], 0u);
-    }
-    workgroupBarrier();
-    for (var e = lid; e < B * B; e += WG) {
-        let i = e % B;
-        let cc = e / B;
-        let x = sbuf[qb + i + cc * p.q_ld];
-        blk[lu0 + cc * ld + i] = x;
-        if i > cc && x != 0.0 {
-            atomicOr(&nz[cc], 1u);
-        }
-    }
-    workgroupBarrier();
-    // LU without pivoting of Q₁ - S. Column i keeps its unscaled values until the end
-    // (L = column / u_i), so each step needs one barrier.
-    for (var i = 0u; i < B; i++) {
-        let piv = blk[lu0 + i * ld + i];
-        // S_ii = -sign(piv), so |U_ii| >= 1 — except where the column is already zero below
-        // the pivot with |piv| = 1 (a column LAPACK does not reflect: tau = 0, R keeps alpha):
-        // there S_ii = sign(piv), U_ii = 0, and the column of L is zero.
-        let sp = atomicLoad(&nz[i]) == 0u && abs(piv) == 1.0;
-        var sgn = select(1.0, -1.0, piv >= 0.0);
-        if sp {
-            sgn = -sgn;
-        }
-        let u = piv - sgn;
-        if lid == 0u {
-            betas[i] = u;
-            dinvs[i] = sgn;
-            special[i] = select(0u, 1u, sp);
-        }
-        for (var e = lid; e < B * B; e += WG) {
-            let r = e % B;
-            let cc = e / B;
-            if r > i && cc > i {
-                let l = select(blk[lu0 + i * ld + r] / u, 0.0, sp);
-                let nv = blk[lu0 + cc * ld + r] - l * blk[lu0 + cc * ld + i];
-                blk[lu0 + cc * ld + r] = nv;
-                if r > cc && nv != 0.0 {
-                    atomicOr(&nz[cc], 1u);
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    // L₁ below the diagonal, U on it.
-    for (var e = lid; e < B * B; e += WG) {
-        let r = e % B;
-        let cc = e / B;
-        if r > cc {
-            blk[lu0 + cc * ld + r] = select(blk[lu0 + cc * ld + r] / betas[cc], 0.0, special[cc] != 0u);
-        } else if r == cc {
-            blk[lu0 + cc * ld + r] = betas[cc];
-        }
-    }
-    workgroupBarrier();
-    // U⁻¹ row by row from the bottom (invocations 0..B, one per column) and T = -U S L₁⁻ᵀ
-    // column by column from the left (T L₁ᵀ = M = -U S; invocations B..2B, one per row), both
-    // B steps of independent short sums with one barrier each.
-    for (var s = 0u; s < B; s++) {
-        if lid < B {
-            let i = B - 1u - s;
-            let cc = lid;
-            var acc = 0.0;
-            if cc >= i {
-                acc = select(0.0, 1.0, cc == i);
-                for (var k = i + 1u; k <= cc; k++) {
-                    acc = fma(-blk[lu0 + k * ld + i], blk[ui0 + cc * ld + k], acc);
-                }
-                acc = acc / select(blk[lu0 + i * ld + i], 1.0, special[i] != 0u);
-            }
-            blk[ui0 + cc * ld + i] = acc;
-        } else if lid < 2u * B {
-            let cc = s;
-            let i = lid - B;
-            var acc = 0.0;
-            if i <= cc {
-                acc = -blk[lu0 + cc * ld + i] * dinvs[cc];
-                for (var k = i; k < cc; k++) {
-                    acc = fma(-blk[t0 + k * ld + i], blk[lu0 + k * ld + cc], acc);
-                }
-            }
-            blk[t0 + cc * ld + i] = acc;
-        }
-        workgroupBarrier();
-    }
-    let ab = p.a_off + bm * p.a_stride;
-    let vb = p.v_off + bm * p.v_stride;
-    let rt = p.r_off + bm * p.s_stride;
-    let tb = p.t_off + bm * p.t_stride;
-    let ub = p.u_off + bm * p.s_stride;
-    for (var e = lid; e < B * B; e += WG) {
-        let r = e % B;
-        let cc = e / B;
-        let l = blk[lu0 + cc * ld + r];
-        if r > cc {
-            abuf[ab + r + cc * p.a_ld] = l;
-            vbuf[vb + r + cc * p.v_ld] = l;
-        } else {
-            abuf[ab + r + cc * p.a_ld] = dinvs[r] * sbuf[rt + r + cc * p.r_ld];
-            vbuf[vb + r + cc * p.v_ld] = select(0.0, 1.0, r == cc);
-        }
-        tbuf[tb + r + cc * p.t_ld] = blk[t0 + cc * ld + r];
-        // U⁻¹ with 1 for a zero U_ii, and that column zeroed: Y's column below is zero there.
-        sbuf[ub + r + cc * B] = select(blk[ui0 + cc * ld + r], 0.0, special[cc] != 0u);
-    }
-    if lid < B {
-        taubuf[p.tau_off + bm * p.tau_stride + lid] = blk[t0 + lid * ld + lid];
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &norms::SOURCE,
     &trsm::SOURCE,
     &tsqr::SOURCE,
-    &tsqr::SOURCE_SUBGROUP,
+    &tsqr::SOURCE_LU,
 ];
 
 /// A sub-matrix of a buffer: element (i, j) is at `offset + i + j * ld`.

@@ -15,9 +15,9 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     source: include_str!("../../wgsl/tsqr.wgsl"),
 };
 
-pub(crate) const SOURCE_SUBGROUP: KernelSource = KernelSource {
-    name: "tsqr_sg",
-    source: include_str!("../../wgsl/tsqr_sg.wgsl"),
+pub(crate) const SOURCE_LU: KernelSource = KernelSource {
+    name: "tsqr_lu",
+    source: include_str!("../../wgsl/tsqr_lu.wgsl"),
 };
 
 /// Block height used when the caller does not ask for one (capped by workgroup memory and, for
@@ -55,115 +55,122 @@ struct Params {
 
 /// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows:
 /// where the adapter's subgroups have a fixed size, blocks factored in registers by `qr_tall`
-/// (`wgsl/batched_qr_tall.wgsl`) and the reconstruction LU by `tsqr_lu_sg` (one subgroup of
-/// `sg` lanes per column); the portable kernels of `tsqr.wgsl` (`wg` invocations) otherwise.
+/// (`wgsl/batched_qr_tall.wgsl`); by the portable `tsqr_factor` (`wg` invocations) otherwise.
+/// The reconstruction (`wgsl/tsqr_lu.wgsl`, then `tsqr_rows`) is the same for both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Variant {
     pub b: usize,
     pub rb: usize,
+    /// Invocations of the portable tsqr_factor (0 where qr_tall factors the blocks).
     wg: usize,
-    /// Where the subgroups have a fixed size: that size (the LU's lanes per column) and the
-    /// `qr_tall` variant that factors the blocks.
-    sg: Option<(usize, Tall)>,
+    /// Invocations of tsqr_lu: b² where the adapter allows.
+    lu_wg: usize,
+    /// Where the subgroups have a fixed size: the `qr_tall` variant that factors the blocks.
+    sg: Option<Tall>,
 }
 
 /// Which kernel a set of override constants is for (their workgroup arrays differ).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Entry {
     Factor,
-    Lu,
     /// tsqr_apply and tsqr_rows (portable in every variant).
     Portable,
 }
 
 impl Variant {
-    /// The variant for width `b` with blocks of `rows` rows (default [`DEFAULT_BLOCK_ROWS`]),
-    /// lowered to what the adapter's workgroup memory holds; `None` when blocks of at least
-    /// 2·b rows do not fit (the reconstruction needs every block to have b rows or more).
+    /// The variant for width `b` (at most [`MAX_WIDTH`]) with blocks of `rows` rows (default
+    /// [`DEFAULT_BLOCK_ROWS`]), lowered to what the adapter's workgroup memory holds; `None`
+    /// when blocks of at least 2·b rows do not fit (the reconstruction needs every block to have
+    /// b rows or more).
     pub fn new(ctx: &Context, b: usize, rows: Option<usize>) -> Option<Self> {
-        if b == 0 {
+        if b == 0 || b > MAX_WIDTH {
             return None;
         }
         let limits = ctx.limits();
         let limit = limits.max_compute_workgroup_storage_size as usize;
+        if 4 * lu_floats(b) > limit {
+            return None;
+        }
         let wanted = rows.unwrap_or(DEFAULT_BLOCK_ROWS).max(2 * b);
-        let lu_floats = 3 * b * (b + 1) + 1;
-        let fit = |extra: usize| -> Option<usize> {
-            if 4 * (lu_floats + extra) > limit {
-                return None;
-            }
-            let mut rb = wanted;
-            while rb >= 2 * b && 4 * (2 * (rb + 1) * b + extra) > limit {
-                rb -= 1;
-            }
-            (rb >= 2 * b).then_some(rb)
-        };
         let most = limits
             .max_compute_invocations_per_workgroup
             .min(limits.max_compute_workgroup_size_x) as usize;
-        if let Some(s) = ctx.fixed_subgroup_size().map(|s| s as usize) {
-            if b * s <= most && 4 * (lu_floats + 4 * b) <= limit {
-                // Blocks factored in registers by qr_tall, as tall as it takes them (up to
-                // `wanted` rows); the reconstruction by tsqr_lu_sg.
-                let tall = (2 * b..=wanted)
-                    .rev()
-                    .find_map(|rb| Tall::new(ctx, rb, b, b, b).map(|t| (rb, t)));
-                if let Some((rb, t)) = tall {
-                    return Some(Self {
-                        b,
-                        rb,
-                        wg: b * s,
-                        sg: Some((s, t)),
-                    });
-                }
+        let lu_wg = (b * b).min(most);
+        if ctx.fixed_subgroup_size().is_some() {
+            // Blocks factored in registers by qr_tall, as tall as it takes them (up to
+            // `wanted` rows).
+            let tall = (2 * b..=wanted)
+                .rev()
+                .find_map(|rb| Tall::new(ctx, rb, b, b, b).map(|t| (rb, t)));
+            if let Some((rb, t)) = tall {
+                return Some(Self {
+                    b,
+                    rb,
+                    wg: 0,
+                    lu_wg,
+                    sg: Some(t),
+                });
             }
         }
         let wg = ctx.workgroup_1d() as usize;
         if 2 * b > wg {
             return None;
         }
-        let rb = fit(wg + 5 * b)?;
+        // tsqr_factor's workgroup arrays: the block and its Q, the reduction buffer, 5·b more.
+        let extra = wg + 5 * b;
+        let rb = (2 * b..=wanted)
+            .rev()
+            .find(|rb| 4 * (2 * (rb + 1) * b + extra) <= limit)?;
         Some(Self {
             b,
             rb,
             wg,
+            lu_wg,
             sg: None,
         })
     }
 
-    /// Override constants for `entry` (workgroup arrays sized for that kernel only).
+    /// Override constants for `entry` of tsqr.wgsl (workgroup arrays sized for that kernel).
     fn constants(&self, entry: Entry) -> Vec<(&'static str, f64)> {
         let (b, rb) = (self.b, self.rb);
         let smem = match entry {
             Entry::Factor => (rb + 1) * b,
-            Entry::Lu => 3 * b * (b + 1),
             Entry::Portable => b * b,
         };
-        let mut c = vec![("B", b as f64), ("SMEM", smem as f64)];
-        match (self.sg, entry) {
-            (Some((s, _)), Entry::Lu) => c.extend([("S", s as f64), ("WG", self.wg as f64)]),
-            (_, Entry::Portable) => c.extend([("TPC", 1.0), ("WG", PORTABLE_WG as f64)]),
-            _ => c.extend([("TPC", (self.wg / b) as f64), ("WG", self.wg as f64)]),
-        }
-        if self.sg.is_none() || entry == Entry::Portable {
-            // tsqr.wgsl's block arrays.
-            let smq = if entry == Entry::Factor { smem } else { 1 };
-            c.extend([
-                ("RB", rb as f64),
-                ("LDS", (rb + 1) as f64),
-                ("SMQ", smq as f64),
-            ]);
-        }
-        c
+        let (tpc, wg) = match entry {
+            Entry::Factor => (self.wg / b, self.wg),
+            Entry::Portable => (1, PORTABLE_WG),
+        };
+        // The block's Q array is only tsqr_factor's.
+        let smq = if entry == Entry::Factor { smem } else { 1 };
+        vec![
+            ("B", b as f64),
+            ("SMEM", smem as f64),
+            ("TPC", tpc as f64),
+            ("WG", wg as f64),
+            ("RB", rb as f64),
+            ("LDS", (rb + 1) as f64),
+            ("SMQ", smq as f64),
+        ]
     }
 
-    /// Kernel source and entry name of this variant's LU kernel.
-    fn lu_kernel(&self) -> (&'static KernelSource, &'static str) {
-        match self.sg {
-            Some(_) => (&SOURCE_SUBGROUP, "tsqr_lu_sg"),
-            None => (&SOURCE, "tsqr_lu"),
-        }
+    /// Override constants of tsqr_lu.wgsl.
+    fn lu_constants(&self) -> Vec<(&'static str, f64)> {
+        let b = self.b;
+        vec![
+            ("B", b as f64),
+            ("BB", (b * b) as f64),
+            ("WG", self.lu_wg as f64),
+        ]
     }
+}
+
+/// Widest panel the reconstruction kernel takes (its per-column arrays).
+pub(crate) const MAX_WIDTH: usize = 32;
+
+/// Workgroup memory of tsqr_lu.wgsl in floats: three b×b arrays, 32 vec4 and 32 flags.
+fn lu_floats(b: usize) -> usize {
+    3 * b * b + 4 * 32 + 32
 }
 
 /// Invocations of tsqr_apply and tsqr_rows (within WebGPU's default limit).
@@ -300,7 +307,7 @@ pub(crate) fn record_panel(
             tau_off: level.tau as u32,
             ..base
         };
-        if let Some((_, t)) = &v.sg {
+        if let Some(t) = &v.sg {
             t.record_blocks(
                 rec,
                 ctx,
@@ -380,12 +387,11 @@ pub(crate) fn record_panel(
         (out.t.buffer, Access::ReadWrite),
         (out.v.buffer, Access::ReadWrite),
     ];
-    let (source, entry) = v.lu_kernel();
     rec.dispatch(
         ctx,
-        source,
-        entry,
-        &v.constants(Entry::Lu),
+        &SOURCE_LU,
+        "tsqr_lu",
+        &v.lu_constants(),
         &params,
         &buffers,
         [batch as u32, 1, 1],

@@ -1,0 +1,196 @@
+// The reconstruction step of the TSQR panel (tsqr.wgsl's header gives the algorithm): from the
+// top B×B block Q₁ of the panel's explicit Q and the top R, the LU without pivoting of Q₁ − S,
+// then U⁻¹, T = −U S L₁⁻ᵀ, the reflectors Y (= L) and R_H = S R — entry `tsqr_lu`.
+//
+// One invocation per entry of the B×B block (entries e, e + WG, … where the adapter allows fewer
+// than B² invocations), everything in workgroup memory, and every step in axpy form: step i of
+// the LU updates each entry below and right of the pivot from the pivot's row and column; U⁻¹
+// is solved by columns of U (back substitution, all of U⁻¹'s columns at once) and T by columns
+// of L (forward substitution, all of T's rows at once), the two in the same B steps. Each step
+// is one workgroupBarrier and a few loads per entry: no dot product, so no reduction and no
+// subgroup operation (a subgroupAdd was ~200 cycles per step on an H100, BENCHMARKS.md,
+// session 5; the kernel that reduced with them took 40 µs for B = 32).
+//
+// LAPACK's no-reflection case (tau = 0, R keeps alpha) is the one exact test: pivot column i
+// with |pivot| = 1 and nothing below the diagonal ever non-zero takes S_ii = sign(piv), U_ii = 0
+// and a zero column of L; U⁻¹ is formed with 1 in place of that zero and its column zeroed.
+// "Ever non-zero" is one workgroup flag per column, set by an atomicOr when an entry below the
+// diagonal is non-zero at load or turns non-zero from zero (rare after the load), and read only
+// at a pivot of magnitude exactly 1.
+//
+// Workgroup memory: 3·BB floats + 32 vec4 + 32 u32 (B = 32: 12.6 KiB, within WebGPU's default
+// 16 KiB).
+
+override B: u32 = 32u;    // panel width, 1 ≤ B ≤ 32
+override BB: u32 = 1024u; // B·B
+override WG: u32 = 256u;  // invocations (any count; B·B where the adapter allows)
+
+struct Params {
+    rows: u32,
+    nblocks: u32,
+    batch: u32,
+    top: u32,
+    x_off: u32,
+    x_ld: u32,
+    x_stride: u32,
+    r_off: u32,      // the top R
+    r_ld: u32,
+    q_off: u32,      // the panel's explicit Q (its top B×B block is Q₁)
+    q_ld: u32,
+    tau_off: u32,    // the panel's tau out
+    tau_stride: u32,
+    s_stride: u32,   // elements between batch members in the scratch buffer
+    a_off: u32,      // the panel in A: L below the diagonal, R_H on and above
+    a_ld: u32,
+    a_stride: u32,
+    v_off: u32,      // explicit V (unit diagonal, zeros above)
+    v_ld: u32,
+    v_stride: u32,
+    t_off: u32,      // T out
+    t_ld: u32,
+    t_stride: u32,
+    u_off: u32,      // U⁻¹ out (scratch, B×B, leading dimension B)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> abuf: array<f32>;
+@group(0) @binding(4) var<storage, read_write> taubuf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> tbuf: array<f32>;
+@group(0) @binding(6) var<storage, read_write> vbuf: array<f32>;
+
+// The LU, column-major (entry (r, c) at c·B + r): Q₁ − S as it is eliminated, then L (scaled;
+// zero for a no-reflection column) below the diagonal, U on and above it.
+var<workgroup> lu: array<f32, BB>;
+// U⁻¹ as it is solved: entry (r, g) at g·B + r, divided by U_rr at the end.
+var<workgroup> xu: array<f32, BB>;
+// T: entry (g, s) at s·B + g.
+var<workgroup> ty: array<f32, BB>;
+// Per column: (U_jj, S_jj, 1 if no-reflection else 0, 0).
+var<workgroup> info: array<vec4<f32>, 32>;
+// Per column: whether an entry below the diagonal was ever non-zero.
+var<workgroup> nz: array<atomic<u32>, 32>;
+
+@compute @workgroup_size(WG)
+fn tsqr_lu(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bm = wid.x;
+    if bm >= p.batch {
+        return;
+    }
+    let qb = p.q_off + bm * p.s_stride;
+    if lid < B {
+        atomicStore(&nz[lid], 0u);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BB; e += WG) {
+        let r = e % B;
+        let c = e / B;
+        let x = sbuf[qb + r + c * p.q_ld];
+        lu[e] = x;
+        if r > c && x != 0.0 {
+            atomicOr(&nz[c], 1u);
+        }
+    }
+    workgroupBarrier();
+    // LU without pivoting of Q₁ − S, S chosen at each pivot. Column i keeps its unscaled values
+    // until the end (L = column / U_ii), so each step needs one barrier.
+    for (var i = 0u; i < B; i++) {
+        let piv = lu[i * B + i];
+        // S_ii = −sign(piv), so |U_ii| ≥ 1 — except LAPACK's no-reflection column (see header).
+        var sp = false;
+        if abs(piv) == 1.0 {
+            sp = atomicLoad(&nz[i]) == 0u;
+        }
+        var sgn = select(1.0, -1.0, piv >= 0.0);
+        sgn = select(sgn, -sgn, sp);
+        let u = piv - sgn;
+        if lid == 0u {
+            info[i] = vec4<f32>(u, sgn, select(0.0, 1.0, sp), 0.0);
+        }
+        for (var e = lid; e < BB; e += WG) {
+            let r = e % B;
+            let c = e / B;
+            if r > i && c > i {
+                let old = lu[e];
+                let l = select(lu[i * B + r] / u, 0.0, sp);
+                let nv = old - l * lu[c * B + i];
+                lu[e] = nv;
+                if r > c && old == 0.0 && nv != 0.0 {
+                    atomicOr(&nz[c], 1u);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    // L below the diagonal, U_jj on it; U⁻¹ starts as I, T as −U S on and above its diagonal
+    // (U above the diagonal is not rewritten here, and U_jj is taken from info).
+    for (var e = lid; e < BB; e += WG) {
+        let r = e % B;
+        let c = e / B;
+        let ic = info[c];
+        if r > c {
+            lu[e] = select(lu[e] / ic.x, 0.0, ic.z != 0.0);
+        } else if r == c {
+            lu[e] = ic.x;
+        }
+        xu[e] = select(0.0, 1.0, r == c);
+        // ty entry (g, s) = (r, c): −U[g, s]·S_s for s ≥ g.
+        var m = 0.0;
+        if c > r {
+            m = -lu[e] * ic.y;
+        } else if c == r {
+            m = -ic.x * ic.y;
+        }
+        ty[e] = m;
+    }
+    workgroupBarrier();
+    // Step s: U⁻¹'s row k = B−1−s is final (before its division by U_kk) and is eliminated from
+    // the rows above it; T's column s is final and is eliminated from the columns right of it.
+    for (var s = 0u; s < B; s++) {
+        let k = B - 1u - s;
+        let ik = info[k];
+        let udk = select(ik.x, 1.0, ik.z != 0.0);
+        for (var e = lid; e < BB; e += WG) {
+            let r = e % B;
+            let c = e / B;
+            // U⁻¹[r, g] for g = c: x[r, g] −= U[r, k]·x[k, g]/U_kk, for r < k ≤ g.
+            if r < k && k <= c {
+                xu[e] = xu[e] - lu[k * B + r] * (xu[c * B + k] / udk);
+            }
+            // T[g, c] for g = r: y[g, c] −= y[g, s]·L[c, s], for g ≤ s < c.
+            if c > s && s >= r {
+                ty[e] = ty[e] - ty[s * B + r] * lu[s * B + c];
+            }
+        }
+        workgroupBarrier();
+    }
+    let ab = p.a_off + bm * p.a_stride;
+    let vb = p.v_off + bm * p.v_stride;
+    let rt = p.r_off + bm * p.s_stride;
+    let tb = p.t_off + bm * p.t_stride;
+    let ub = p.u_off + bm * p.s_stride;
+    for (var e = lid; e < BB; e += WG) {
+        let r = e % B;
+        let c = e / B;
+        let l = lu[e];
+        if r > c {
+            abuf[ab + r + c * p.a_ld] = l;
+            vbuf[vb + r + c * p.v_ld] = l;
+        } else {
+            abuf[ab + r + c * p.a_ld] = info[r].y * sbuf[rt + r + c * p.r_ld];
+            vbuf[vb + r + c * p.v_ld] = select(0.0, 1.0, r == c);
+        }
+        tbuf[tb + r + c * p.t_ld] = ty[e];
+        // U⁻¹ with 1 for a zero U_rr, zero below the diagonal and in no-reflection columns.
+        let ir = info[r];
+        let ui = xu[e] / select(ir.x, 1.0, ir.z != 0.0);
+        sbuf[ub + e] = select(ui, 0.0, r > c || info[c].z != 0.0);
+    }
+    if lid < B {
+        taubuf[p.tau_off + bm * p.tau_stride + lid] = ty[lid * B + lid];
+    }
+}
