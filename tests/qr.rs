@@ -144,6 +144,8 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
         (257, 255),
         (500, 20),
         (20, 500),
+        // Panels of over 512 rows: VᵀC is split along K and T applied in its reduction.
+        (700, 40),
     ];
     for (s, &(m, n)) in shapes.iter().enumerate() {
         let a = random(m, n, 100 + s as u64);
@@ -348,7 +350,8 @@ fn larfb_applies_the_block_reflector_and_its_transpose() {
 #[test]
 fn apply_qt_and_q_without_forming_q() {
     let ctx = ctx();
-    for &(m, n, nc) in &[(50, 20, 3), (20, 50, 4), (37, 37, 1)] {
+    // 600 rows: split VᵀC products, T applied in their reduction (both op(T) = T and Tᵀ).
+    for &(m, n, nc) in &[(50, 20, 3), (20, 50, 4), (37, 37, 1), (600, 20, 3)] {
         let a = random(m, n, 800 + m as u64);
         let f = geqrf(
             ctx,

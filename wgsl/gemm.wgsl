@@ -13,7 +13,8 @@
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
 //   reduce_splits  sums split-K partial products into C (see Gemm::record_split).
-// Both fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
+//   reduce_splits_left  the same sum times a small op(T) on the left (Gemm::record_split_left).
+// All fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
 //
 // The register tiles are written out element by element, without loops or dynamic indices:
 // a per-invocation array indexed by a loop counter may be placed in (slow) local memory by
@@ -443,4 +444,62 @@ fn reduce_splits(
         v = fma(p.beta, c[ci], v);
     }
     c[ci] = v;
+}
+
+// Split-K reduction followed by a small product on the left: C = alpha · op(T) · Σ_s P_s for an
+// m×n sum with m ≤ 32 (T m×m at b_offset, ld ldb in `b`; op(T) = Tᵀ when TRANS_B), the p.k
+// slices P_s laid out as for reduce_splits. A workgroup covers 256/m columns: each invocation
+// sums one entry's slices, then forms one entry of the product from the workgroup's copies of T
+// and of the sums (ltile_a and ltile_b, unused otherwise by this entry point).
+@compute @workgroup_size(256)
+fn reduce_splits_left(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let m = p.m;
+    let per = 256u / m;
+    for (var e = lid; e < m * m; e += 256u) {
+        // op(T)[r, k] at e = r + k·m.
+        let r = e % m;
+        let k = e / m;
+        var t = b[p.b_offset + r + k * p.ldb];
+        if TRANS_B {
+            t = b[p.b_offset + k + r * p.ldb];
+        }
+        ltile_a[e >> 2u][e & 3u] = t;
+    }
+    let total = p.m * p.n;
+    let r = lid % m;
+    let cl = lid / m;
+    let col = (wid.x + wid.y * nwg.x) * per + cl;
+    let on = cl < per && col < p.n;
+    var sum = 0.0;
+    if on {
+        let e = r + col * m;
+        var acc1 = vec4<f32>(0.0);
+        var acc2 = vec4<f32>(0.0);
+        var s = 0u;
+        for (; s + 8u <= p.k; s += 8u) {
+            let b0 = s * total + e;
+            acc1 += vec4<f32>(a[b0], a[b0 + total], a[b0 + 2u * total], a[b0 + 3u * total]);
+            acc2 += vec4<f32>(a[b0 + 4u * total], a[b0 + 5u * total], a[b0 + 6u * total], a[b0 + 7u * total]);
+        }
+        for (; s < p.k; s++) {
+            acc1.x += a[s * total + e];
+        }
+        let acc4 = acc1 + acc2;
+        sum = (acc4.x + acc4.y) + (acc4.z + acc4.w);
+    }
+    ltile_b[lid >> 2u][lid & 3u] = sum;
+    workgroupBarrier();
+    if on {
+        var out = 0.0;
+        for (var k = 0u; k < m; k++) {
+            let ti = r + k * m;
+            let wi = cl * m + k;
+            out = fma(ltile_a[ti >> 2u][ti & 3u], ltile_b[wi >> 2u][wi & 3u], out);
+        }
+        c[p.c_offset + r + col * p.ldc] = p.alpha * out;
+    }
 }

@@ -25,6 +25,9 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
 /// 1024 or 2048 workgroups instead of 512 gained nothing.
 const SPLIT_MIN_K: usize = 64;
+/// Largest m of [`Gemm::record_split_left`] (its T in workgroup memory, a column per m
+/// invocations).
+pub(crate) const LEFT_MAX: usize = 32;
 /// Shallowest K split at all: below it the product's own launch is short, and a split adds a
 /// reduction launch (trsm's 128×4096×128 updates were 0.2 ms slower split in two).
 const SPLIT_MIN_TOTAL_K: usize = 512;
@@ -146,6 +149,70 @@ impl<'a> Gemm<'a> {
     /// Split-K: the slices' products into scratch (slice s at `s * m * n`, ld m), then one pass
     /// C = alpha Σ_s P_s + beta C.
     fn record_split(&self, rec: &mut Recorder, ctx: &Context, splits: usize) {
+        let (scratch, slices) = self.record_partials(rec, ctx, splits);
+        let params = self.reduce_params(slices, 0, 0);
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "reduce_splits",
+            &[],
+            &params,
+            &[
+                (&scratch, Access::Read),
+                (&scratch, Access::Read),
+                (self.c.buffer, Access::ReadWrite),
+            ],
+            grid(ctx, ((self.m * self.n) as u32).div_ceil(256)),
+        );
+    }
+
+    /// `C = alpha · op(T) · op(A) op(B)` for a small m×m `t` (m ≤ [`LEFT_MAX`], beta 0, one
+    /// product) when this product is split along K: the split's reduction applies T as well,
+    /// one launch instead of a reduction and a GEMM (larfb's `T·(VᵀC)` at its panel widths).
+    /// Returns false, recording nothing, when the product would not be split; the caller then
+    /// forms the two products itself.
+    pub fn record_split_left(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        t: View,
+        trans_t: bool,
+    ) -> bool {
+        debug_assert!(self.beta == 0.0 && self.batch == 1);
+        if self.m == 0 || self.n == 0 || self.m > LEFT_MAX || self.beta != 0.0 {
+            return false;
+        }
+        let splits = self.splits(ctx);
+        if splits < 2 {
+            return false;
+        }
+        let (scratch, slices) = self.record_partials(rec, ctx, splits);
+        let params = self.reduce_params(slices, t.offset, t.ld);
+        let columns = 256 / self.m;
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "reduce_splits_left",
+            &[("TRANS_B", trans_t as u32 as f64)],
+            &params,
+            &[
+                (&scratch, Access::Read),
+                (t.buffer, Access::Read),
+                (self.c.buffer, Access::ReadWrite),
+            ],
+            grid(ctx, self.n.div_ceil(columns) as u32),
+        );
+        true
+    }
+
+    /// The slices' products of a split along K into scratch (slice s at `s * m * n`, ld m);
+    /// returns the scratch and the number of slices.
+    fn record_partials(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        splits: usize,
+    ) -> (wgpu::Buffer, usize) {
         let (m, n, k) = (self.m, self.n, self.k);
         // Slices a multiple of the K step deep, the last one holding the remainder.
         let chunk = k.div_ceil(splits).next_multiple_of(16);
@@ -192,15 +259,21 @@ impl<'a> Gemm<'a> {
         if rem > 0 {
             part(rem, full).record_direct(rec, ctx);
         }
-        let params = Params {
-            m: m as u32,
-            n: n as u32,
+        (scratch, slices)
+    }
+
+    /// Parameters of a reduction over `slices` partial products into C (`b_offset` and `ldb`:
+    /// the T of [`Self::record_split_left`]).
+    fn reduce_params(&self, slices: usize, b_offset: u32, ldb: u32) -> Params {
+        Params {
+            m: self.m as u32,
+            n: self.n as u32,
             k: slices as u32,
             lda: 0,
-            ldb: 0,
+            ldb,
             ldc: self.c.ld,
             a_offset: 0,
-            b_offset: 0,
+            b_offset,
             c_offset: self.c.offset,
             stride_a: 0,
             stride_b: 0,
@@ -208,20 +281,7 @@ impl<'a> Gemm<'a> {
             alpha: self.alpha,
             beta: self.beta,
             _pad: [0; 2],
-        };
-        rec.dispatch(
-            ctx,
-            &SOURCE,
-            "reduce_splits",
-            &[],
-            &params,
-            &[
-                (&scratch, Access::Read),
-                (&scratch, Access::Read),
-                (self.c.buffer, Access::ReadWrite),
-            ],
-            grid(ctx, ((m * n) as u32).div_ceil(256)),
-        );
+        }
     }
 
     fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {

@@ -277,36 +277,52 @@ fn larfb_panel(
     while done < nc {
         let cols = (nc - done).min(ws.wcols);
         let cc = c.at(0, done);
-        gemm(
-            rec,
-            ctx,
-            plan.batch,
+        // W2 = op(T)·VᵀC: in the reduction of a split VᵀC where it is one (a single matrix,
+        // w ≤ 32), else VᵀC into W1 and a second product.
+        let vtc = Gemm::new(
             w,
             cols,
             rows,
             1.0,
-            v,
+            v.view(),
             true,
-            cc,
+            cc.view(),
             false,
             0.0,
-            ws.w1(plan),
+            ws.w2(plan).view(),
         );
-        gemm(
-            rec,
-            ctx,
-            plan.batch,
-            w,
-            cols,
-            w,
-            1.0,
-            t,
-            trans,
-            ws.w1(plan),
-            false,
-            0.0,
-            ws.w2(plan),
-        );
+        if plan.batch != 1 || !vtc.record_split_left(rec, ctx, t.view(), trans) {
+            gemm(
+                rec,
+                ctx,
+                plan.batch,
+                w,
+                cols,
+                rows,
+                1.0,
+                v,
+                true,
+                cc,
+                false,
+                0.0,
+                ws.w1(plan),
+            );
+            gemm(
+                rec,
+                ctx,
+                plan.batch,
+                w,
+                cols,
+                w,
+                1.0,
+                t,
+                trans,
+                ws.w1(plan),
+                false,
+                0.0,
+                ws.w2(plan),
+            );
+        }
         gemm(
             rec,
             ctx,
