@@ -422,6 +422,11 @@ impl Tall {
         })
     }
 
+    /// Rows of the matrices (blocks) this variant takes.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
     fn constants(&self) -> Vec<(&'static str, f64)> {
         let k = self.m.min(self.n);
         let ldv = ldv(self.rpl, self.s);

@@ -308,6 +308,12 @@ pub(crate) fn record_panel(
             ..base
         };
         if let Some(t) = &v.sg {
+            // A variant as tall as this level's blocks: qr_tall's lanes step through all of
+            // its M rows, so the upper levels (a few stacked R's) take a shorter one.
+            let height = level.rows.div_ceil(level.nblocks);
+            let t = Tall::new(ctx, height, b, b, b)
+                .filter(|s| s.m() < t.m())
+                .unwrap_or(*t);
             t.record_blocks(
                 rec,
                 ctx,
