@@ -182,11 +182,21 @@ fn one_submission_and_no_readback_per_operation() {
 }
 
 /// Few output tiles and a deep K take the split-K path (slices in parallel, then a reduction):
-/// exact slice multiples, a remainder slice, every transpose, and beta = 0 over a NaN-poisoned C.
+/// exact slice multiples, a remainder slice, every transpose, slices on both GEMM kernels, and
+/// beta = 0 over a NaN-poisoned C.
 #[test]
 fn gemm_split_k_for_skinny_outputs_with_deep_k() {
     let mut seed = 500;
-    for &(m, n, k) in &[(5, 7, 3000), (33, 40, 2100), (64, 64, 1024), (1, 130, 1500)] {
+    // 256×200 has two whole 128×128 tiles: split so that the slices run on the large kernel
+    // (4096: equal slices; 4100: a remainder slice).
+    for &(m, n, k) in &[
+        (5, 7, 3000),
+        (33, 40, 2100),
+        (64, 64, 1024),
+        (1, 130, 1500),
+        (256, 200, 4096),
+        (256, 200, 4100),
+    ] {
         for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
             seed += 1;
             check_gemm(m, n, k, ta, tb, seed);
