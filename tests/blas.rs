@@ -187,15 +187,15 @@ fn one_submission_and_no_readback_per_operation() {
 #[test]
 fn gemm_split_k_for_skinny_outputs_with_deep_k() {
     let mut seed = 500;
-    // 256×200 has two whole 128×128 tiles: split so that the slices run on the large kernel
-    // (4096: equal slices; 4100: a remainder slice).
+    // 512×256 has eight whole 128×128 tiles: split so that the slices run on the large kernel
+    // (2048: equal slices; 2060: a remainder slice, which runs on the small one).
     for &(m, n, k) in &[
         (5, 7, 3000),
         (33, 40, 2100),
         (64, 64, 1024),
         (1, 130, 1500),
-        (256, 200, 4096),
-        (256, 200, 4100),
+        (512, 256, 2048),
+        (512, 256, 2060),
     ] {
         for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
             seed += 1;

@@ -25,6 +25,11 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
 /// 1024 or 2048 workgroups instead of 512 gained nothing.
 const SPLIT_MIN_K: usize = 64;
+/// The largest power of two ≤ x (x ≥ 1).
+fn prev_power_of_two(x: usize) -> usize {
+    1 << (usize::BITS - 1 - x.leading_zeros())
+}
+
 /// Largest m of [`Gemm::record_split_left`] (its T in workgroup memory, a column per m
 /// invocations).
 pub(crate) const LEFT_MAX: usize = 32;
@@ -139,16 +144,20 @@ impl<'a> Gemm<'a> {
             return 1;
         }
         let by_binding = (ctx.max_elements() as usize / (self.m * self.n)).max(1);
-        // A product with whole 128×128 tiles is split so that its slices fill the large
-        // kernel (tiles × slices ≥ LARGE_MIN_TILES, a power of two so that slices of
-        // power-of-two-ish K come out equal): the QR's VᵀC products (128 × n × m) ran on the
-        // 64×64 kernel at 15–22 TF/s in 4–6 slices. H100 GPU time: QR 4096² 37.1 -> 35.3 ms,
-        // 8192² 130.8 -> 118.7 ms, 65536×256 and trsm unchanged.
+        // A product with whole 128×128 tiles is split so that its slices run on the large
+        // kernel, about two workgroups per SM of a large GPU: the largest power of two of slices
+        // with tiles × slices ≤ 2·LARGE_MIN_TILES (which keeps tiles × slices ≥
+        // LARGE_MIN_TILES, where the large kernel is chosen; powers of two so that slices of
+        // power-of-two-ish K come out equal). The QR's VᵀC products (128 × n × m) ran on the
+        // 64×64 kernel at 15–22 TF/s in 4–6 slices before. H100 GPU time, QR 4096² / 8192² /
+        // 65536×256: 37.1 / 130.8 / 4.74 ms before, 35.3 / 118.7 / 4.73 with the smallest power
+        // of two reaching LARGE_MIN_TILES, 36.1 / 118.5 / 4.64 with the smallest reaching twice
+        // that, 35.5 / 119.4 / 4.65 with this rule (BENCHMARKS.md v36, v37).
         let large_tiles = (self.m / LARGE as usize) * (self.n / LARGE as usize);
-        if large_tiles > 0 {
-            let s = LARGE_MIN_TILES.div_ceil(large_tiles).next_power_of_two();
+        if large_tiles > 0 && large_tiles <= LARGE_MIN_TILES {
+            let s = prev_power_of_two(2 * LARGE_MIN_TILES / large_tiles);
             let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
-            if self.k / s >= SPLIT_MIN_K && s <= by_binding && s <= max_z {
+            if s > 1 && self.k / s >= SPLIT_MIN_K && s <= by_binding && s <= max_z {
                 return s;
             }
         }
