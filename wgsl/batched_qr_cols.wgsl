@@ -20,7 +20,10 @@
 // more than the arithmetic it would skip (v27): the step has no branch on c — rows above c are
 // masked by selects, lanes j ≤ c compute the update and drop it — except the publishing store
 // and the rarely taken tiny-residual path. The update leaves rows above c exactly alone (as
-// LAPACK's slarf does, even when its coefficient is NaN).
+// LAPACK's slarf does, even when its coefficient is NaN). The steps run in phases of 16: from
+// step 16·q on, the registers holding rows above 16·q are neither read nor written (the same
+// step code with those registers compiled out), which cut 10000×32×32 from 0.37 to 0.28 ms on an
+// H100 (BENCHMARKS.md v38): with the GPU full, the steps are bound by instruction issue.
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
@@ -176,6 +179,27 @@ fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32) -> f32 {
     return (d0 + d1) + (d2 + d3);
 }
 
+// Whether register q takes part in a step whose rows start in register lo (`lo` is a constant
+// at every call site of `step`, so these tests fold away).
+fn mat_on(q: u32, lo: u32) -> bool {
+    return q >= lo && q < QM;
+}
+
+// mdot over register q when it takes part (0 otherwise).
+fn mdot_from(a: mat4x4<f32>, b: mat4x4<f32>, q: u32, lo: u32) -> f32 {
+    if !mat_on(q, lo) {
+        return 0.0;
+    }
+    return mdot(a, b, q);
+}
+
+fn max_from(m: mat4x4<f32>, q: u32, lo: u32) -> f32 {
+    if !mat_on(q, lo) {
+        return 0.0;
+    }
+    return mat_max(m);
+}
+
 fn axpy4(a: vec4<f32>, v: vec4<f32>, nw: vec4<f32>, q: u32, k: u32, c: u32) -> vec4<f32> {
     return select(a, fma(nw, v, a), rows_of(q, k) >= vec4<u32>(c));
 }
@@ -230,8 +254,9 @@ struct Reflector {
 // in batched_qr.wgsl but on a prescaled column (see the header). tau itself is not needed (only R
 // and Q are written): coef = tau / (alpha - beta)² = -1 / (beta·(alpha - beta)).
 fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>, alpha: f32,
-             c: u32) -> Reflector {
-    let ss = (mdot(x0, x0, 0u) + mdot(x1, x1, 1u)) + (mdot(x2, x2, 2u) + mdot(x3, x3, 3u));
+             c: u32, lo: u32) -> Reflector {
+    let ss = (mdot_from(x0, x0, 0u, lo) + mdot_from(x1, x1, 1u, lo))
+        + (mdot_from(x2, x2, 2u, lo) + mdot_from(x3, x3, 3u, lo));
     var r = Reflector(alpha, 0.0, 0.0, 0);
     let bad = is_nan(ss) || is_nan(alpha);
     if bad || ss >= SLOW_SS {
@@ -246,13 +271,15 @@ fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>,
         r.coef = -1.0 / (r.beta * r.gc);
     } else {
         // Tiny or zero x: its norm from x scaled by its own largest power of two (snrm2).
-        let mx = max(max(mat_max(x0), mat_max(x1)), max(mat_max(x2), mat_max(x3)));
+        let mx = max(max(max_from(x0, 0u, lo), max_from(x1, 1u, lo)),
+                     max(max_from(x2, 2u, lo), max_from(x3, 3u, lo)));
         let e = scale_exp(mx);
         let y0 = scaled(x0, -e);
         let y1 = scaled(x1, -e);
         let y2 = scaled(x2, -e);
         let y3 = scaled(x3, -e);
-        let sy = (mdot(y0, y0, 0u) + mdot(y1, y1, 1u)) + (mdot(y2, y2, 2u) + mdot(y3, y3, 3u));
+        let sy = (mdot_from(y0, y0, 0u, lo) + mdot_from(y1, y1, 1u, lo))
+            + (mdot_from(y2, y2, 2u, lo) + mdot_from(y3, y3, 3u, lo));
         if sy != 0.0 {
             let xnorm = scaled1(sqrt(sy), e);
             let s = max(abs(alpha), xnorm);
@@ -281,11 +308,13 @@ fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32) {
     if vec_on(q, 3u) { vb[b4 + 4u * q + 3u] = x[3]; }
 }
 
-fn publish(b4: u32, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>) {
-    publish_mat(b4, a0, 0u);
-    if QM > 1u { publish_mat(b4, a1, 1u); }
-    if QM > 2u { publish_mat(b4, a2, 2u); }
-    if QM > 3u { publish_mat(b4, a3, 3u); }
+// The registers from lo on (the rows later steps read) to workgroup memory.
+fn publish(b4: u32, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>,
+           lo: u32) {
+    if mat_on(0u, lo) { publish_mat(b4, a0, 0u); }
+    if mat_on(1u, lo) { publish_mat(b4, a1, 1u); }
+    if mat_on(2u, lo) { publish_mat(b4, a2, 2u); }
+    if mat_on(3u, lo) { publish_mat(b4, a3, 3u); }
 }
 
 // Rows row0 .. row0+3 of Qᵀ's column i (Q's row i) to the staging area, Q column-major (ld M).
@@ -394,56 +423,31 @@ fn qr_columns(
             if QM > 3u { a3 = unit_mat(j - N, 3u); }
         }
         if j == 0u {
-            publish(slot * 4u * QM, a0, a1, a2, a3);
+            publish(slot * 4u * QM, a0, a1, a2, a3, 0u);
         }
     }
     var rdiag = 0.0; // R's diagonal entry of this lane's column (prescaled), once reflected
 
-    // Step c: column c, as reflectors 0..c-1 left it, was published in half c % 2 of vb by its
-    // lane. Every lane reads it and forms reflector c itself (the same values in every lane:
-    // uniform control flow, no lane computing while the others wait), applies it to its column,
-    // and the lane of column c+1 publishes that column into the other half for the next step.
-    // The staging area is not read after the first barrier here until R is written into it below.
-    for (var c = 0u; c < K; c++) {
-        workgroupBarrier();
-        let half = c % 2u;
-        let b4 = (half * MPW + slot) * 4u * QM;
-        let u0 = load_v(b4, 0u);
-        let u1 = load_v(b4, 1u);
-        let u2 = load_v(b4, 2u);
-        let u3 = load_v(b4, 3u);
-        let x0 = mat_below(u0, 0u, c);
-        let x1 = mat_below(u1, 1u, c);
-        let x2 = mat_below(u2, 2u, c);
-        let x3 = mat_below(u3, 3u, c);
-        let alpha = vb[b4 + c / 4u][c % 4u];
-        let rf = reflector(x0, x1, x2, x3, alpha, c);
-        rdiag = select(rdiag, rf.beta, j == c);
-        // Lanes j ≤ c compute the update too and drop it (a select, not a branch: inside the
-        // step's chain of dependent operations, branches cost more than the arithmetic).
-        let upd = live && j > c;
-        var g0 = x0;
-        var g1 = x1;
-        var g2 = x2;
-        var g3 = x3;
-        if rf.e != 0 {
-            g0 = scaled(x0, -rf.e);
-            g1 = scaled(x1, -rf.e);
-            g2 = scaled(x2, -rf.e);
-            g3 = scaled(x3, -rf.e);
+    // Step c (see `step`) in phases by the first register holding a row ≥ c: reflector c is
+    // zero above row c, so a register wholly above it is neither read nor changed, and from
+    // step 16·q on the steps leave register q - 1 out (fewer instructions per step: the steps
+    // are issue-bound when the batch fills the GPU).
+    for (var c = 0u; c < min(K, 16u); c++) {
+        step(c, 0u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    }
+    if QM > 1u {
+        for (var c = 16u; c < min(K, 32u); c++) {
+            step(c, 1u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
         }
-        g0 = put(g0, 0u, c, rf.gc);
-        if QM > 1u { g1 = put(g1, 1u, c, rf.gc); }
-        if QM > 2u { g2 = put(g2, 2u, c, rf.gc); }
-        if QM > 3u { g3 = put(g3, 3u, c, rf.gc); }
-        let d = (mdot(a0, g0, 0u) + mdot(a1, g1, 1u)) + (mdot(a2, g2, 2u) + mdot(a3, g3, 3u));
-        let w = rf.coef * d;
-        a0 = msel(a0, maxpy(a0, g0, w, 0u, c), upd);
-        if QM > 1u { a1 = msel(a1, maxpy(a1, g1, w, 1u, c), upd); }
-        if QM > 2u { a2 = msel(a2, maxpy(a2, g2, w, 2u, c), upd); }
-        if QM > 3u { a3 = msel(a3, maxpy(a3, g3, w, 3u, c), upd); }
-        if j == c + 1u && j < K {
-            publish(((1u - half) * MPW + slot) * 4u * QM, a0, a1, a2, a3);
+    }
+    if QM > 2u {
+        for (var c = 32u; c < min(K, 48u); c++) {
+            step(c, 2u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if QM > 3u {
+        for (var c = 48u; c < K; c++) {
+            step(c, 3u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
         }
     }
     if j < K {
@@ -494,4 +498,56 @@ fn qr_columns(
 
 fn out_r(i: u32, x: f32) {
     r_out[i] = x;
+}
+
+// Step c: column c, as reflectors 0..c-1 left it, was published in half c % 2 of vb by its
+// lane. Every lane reads it and forms reflector c itself (the same values in every lane:
+// uniform control flow, no lane computing while the others wait), applies it to its column,
+// and the lane of column c+1 publishes that column into the other half for the next step.
+// Registers below `lo` (rows all above c: c ≥ 16·lo) are left out; `lo` is a constant at each
+// call. The staging area is not read after the first barrier until R is written into it.
+fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4<f32>>,
+        a1: ptr<function, mat4x4<f32>>, a2: ptr<function, mat4x4<f32>>,
+        a3: ptr<function, mat4x4<f32>>, rdiag: ptr<function, f32>) {
+    workgroupBarrier();
+    let half = c % 2u;
+    let b4 = (half * MPW + slot) * 4u * QM;
+    var x0 = mat4x4<f32>();
+    var x1 = mat4x4<f32>();
+    var x2 = mat4x4<f32>();
+    var x3 = mat4x4<f32>();
+    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u), 0u, c); }
+    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u), 1u, c); }
+    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u), 2u, c); }
+    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u), 3u, c); }
+    let alpha = vb[b4 + c / 4u][c % 4u];
+    let rf = reflector(x0, x1, x2, x3, alpha, c, lo);
+    *rdiag = select(*rdiag, rf.beta, j == c);
+    // Lanes j ≤ c compute the update too and drop it (a select, not a branch: inside the
+    // step's chain of dependent operations, branches cost more than the arithmetic).
+    let upd = live && j > c;
+    var g0 = x0;
+    var g1 = x1;
+    var g2 = x2;
+    var g3 = x3;
+    if rf.e != 0 {
+        if mat_on(0u, lo) { g0 = scaled(x0, -rf.e); }
+        if mat_on(1u, lo) { g1 = scaled(x1, -rf.e); }
+        if mat_on(2u, lo) { g2 = scaled(x2, -rf.e); }
+        if mat_on(3u, lo) { g3 = scaled(x3, -rf.e); }
+    }
+    if mat_on(0u, lo) { g0 = put(g0, 0u, c, rf.gc); }
+    if mat_on(1u, lo) { g1 = put(g1, 1u, c, rf.gc); }
+    if mat_on(2u, lo) { g2 = put(g2, 2u, c, rf.gc); }
+    if mat_on(3u, lo) { g3 = put(g3, 3u, c, rf.gc); }
+    let d = (mdot_from(*a0, g0, 0u, lo) + mdot_from(*a1, g1, 1u, lo))
+        + (mdot_from(*a2, g2, 2u, lo) + mdot_from(*a3, g3, 3u, lo));
+    let w = rf.coef * d;
+    if mat_on(0u, lo) { *a0 = msel(*a0, maxpy(*a0, g0, w, 0u, c), upd); }
+    if mat_on(1u, lo) { *a1 = msel(*a1, maxpy(*a1, g1, w, 1u, c), upd); }
+    if mat_on(2u, lo) { *a2 = msel(*a2, maxpy(*a2, g2, w, 2u, c), upd); }
+    if mat_on(3u, lo) { *a3 = msel(*a3, maxpy(*a3, g3, w, 3u, c), upd); }
+    if j == c + 1u && j < K {
+        publish(((1u - half) * MPW + slot) * 4u * QM, *a0, *a1, *a2, *a3, lo);
+    }
 }
