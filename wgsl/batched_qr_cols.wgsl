@@ -20,10 +20,10 @@
 // more than the arithmetic it would skip (v27): the step has no branch on c — rows above c are
 // masked by selects, lanes j ≤ c compute the update and drop it — except the publishing store
 // and the rarely taken tiny-residual path. The update leaves rows above c exactly alone (as
-// LAPACK's slarf does, even when its coefficient is NaN). The steps run in phases of 16: from
-// step 16·q on, the registers holding rows above 16·q are neither read nor written (the same
-// step code with those registers compiled out), which cut 10000×32×32 from 0.37 to 0.28 ms on an
-// H100 (BENCHMARKS.md v38): with the GPU full, the steps are bound by instruction issue.
+// LAPACK's slarf does, even when its coefficient is NaN). The steps run in phases (of 16 rows, or
+// 4 where a column is 16 rows or fewer): from each phase on, the vec4s holding rows above it are
+// neither read nor written (the same step code with those vec4s compiled out), since with the
+// GPU full the steps are bound by instruction issue (BENCHMARKS.md v38, v39).
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
@@ -52,6 +52,10 @@ override MPW: u32 = 1u;      // matrices per workgroup
 override WG: u32 = 64u;      // MPW · NC
 override ST4: u32 = 288u;    // MPW · PER / 4
 override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
+// Vec4s per phase of the step loop (see there): one where a column is one register (16 rows),
+// a register's four otherwise. Per vec4 at 16×16 (H100, 10000 / 100000 matrices: 0.066 → 0.055
+// ms, 0.538 → 0.415 ms), no better at 32×32 (0.275 → 0.277: eight copies of the step).
+override PH: u32 = select(4u, 1u, QM == 1u);
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
@@ -156,41 +160,37 @@ fn mat_max(m: mat4x4<f32>) -> f32 {
     return max(max(t.x, t.y), max(t.z, t.w));
 }
 
-// Register q of the published column (rows past M are zero).
-fn load_v(b4: u32, q: u32) -> mat4x4<f32> {
+// Register q of the published column in phase lo (rows past M, and vec4s above row 4·lo, zero).
+fn load_v(b4: u32, q: u32, lo: u32) -> mat4x4<f32> {
     var v = mat4x4<f32>();
-    if vec_on(q, 0u) { v[0] = vb[b4 + 4u * q]; }
-    if vec_on(q, 1u) { v[1] = vb[b4 + 4u * q + 1u]; }
-    if vec_on(q, 2u) { v[2] = vb[b4 + 4u * q + 2u]; }
-    if vec_on(q, 3u) { v[3] = vb[b4 + 4u * q + 3u]; }
+    if v_on(q, 0u, lo) { v[0] = vb[b4 + 4u * q]; }
+    if v_on(q, 1u, lo) { v[1] = vb[b4 + 4u * q + 1u]; }
+    if v_on(q, 2u, lo) { v[2] = vb[b4 + 4u * q + 2u]; }
+    if v_on(q, 3u, lo) { v[3] = vb[b4 + 4u * q + 3u]; }
     return v;
 }
 
-// Σ a·b over register q (its vec4s past row M are not touched).
-fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32) -> f32 {
+// Σ a·b over register q in phase lo (its vec4s past row M or above row 4·lo are not touched).
+fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, q: u32, lo: u32) -> f32 {
     var d0 = 0.0;
     var d1 = 0.0;
     var d2 = 0.0;
     var d3 = 0.0;
-    if vec_on(q, 0u) { d0 = dot4(a[0], b[0]); }
-    if vec_on(q, 1u) { d1 = dot4(a[1], b[1]); }
-    if vec_on(q, 2u) { d2 = dot4(a[2], b[2]); }
-    if vec_on(q, 3u) { d3 = dot4(a[3], b[3]); }
+    if v_on(q, 0u, lo) { d0 = dot4(a[0], b[0]); }
+    if v_on(q, 1u, lo) { d1 = dot4(a[1], b[1]); }
+    if v_on(q, 2u, lo) { d2 = dot4(a[2], b[2]); }
+    if v_on(q, 3u, lo) { d3 = dot4(a[3], b[3]); }
     return (d0 + d1) + (d2 + d3);
 }
 
-// Whether register q takes part in a step whose rows start in register lo (`lo` is a constant
-// at every call site of `step`, so these tests fold away).
-fn mat_on(q: u32, lo: u32) -> bool {
-    return q >= lo && q < QM;
+// Whether vec4 k of register q takes part in a step of phase lo, whose reflector is zero above
+// row 4·lo (`lo` is a constant at every call of `step`, so these tests fold away).
+fn v_on(q: u32, k: u32, lo: u32) -> bool {
+    return vec_on(q, k) && 4u * q + k >= lo;
 }
 
-// mdot over register q when it takes part (0 otherwise).
-fn mdot_from(a: mat4x4<f32>, b: mat4x4<f32>, q: u32, lo: u32) -> f32 {
-    if !mat_on(q, lo) {
-        return 0.0;
-    }
-    return mdot(a, b, q);
+fn mat_on(q: u32, lo: u32) -> bool {
+    return q < QM && 4u * q + 3u >= lo;
 }
 
 fn max_from(m: mat4x4<f32>, q: u32, lo: u32) -> f32 {
@@ -206,36 +206,50 @@ fn axpy4(a: vec4<f32>, v: vec4<f32>, nw: vec4<f32>, q: u32, k: u32, c: u32) -> v
 
 // a - w·v at and below row c of register q; rows above c keep a exactly (v is zero there, but
 // a non-finite w would turn them into NaN, where LAPACK's slarf leaves them alone).
-fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, q: u32, c: u32) -> mat4x4<f32> {
+// (Vec4s above row 4·lo, wholly above c, are left alone without a select.)
+fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, q: u32, c: u32, lo: u32) -> mat4x4<f32> {
     var r = a;
     let nw = vec4<f32>(-w);
-    if vec_on(q, 0u) { r[0] = axpy4(a[0], v[0], nw, q, 0u, c); }
-    if vec_on(q, 1u) { r[1] = axpy4(a[1], v[1], nw, q, 1u, c); }
-    if vec_on(q, 2u) { r[2] = axpy4(a[2], v[2], nw, q, 2u, c); }
-    if vec_on(q, 3u) { r[3] = axpy4(a[3], v[3], nw, q, 3u, c); }
+    if v_on(q, 0u, lo) { r[0] = axpy4(a[0], v[0], nw, q, 0u, c); }
+    if v_on(q, 1u, lo) { r[1] = axpy4(a[1], v[1], nw, q, 1u, c); }
+    if v_on(q, 2u, lo) { r[2] = axpy4(a[2], v[2], nw, q, 2u, c); }
+    if v_on(q, 3u, lo) { r[3] = axpy4(a[3], v[3], nw, q, 3u, c); }
     return r;
 }
 
-// a where m, else b, per register.
-fn msel(b: mat4x4<f32>, a: mat4x4<f32>, m: bool) -> mat4x4<f32> {
-    return mat4x4<f32>(select(b[0], a[0], m), select(b[1], a[1], m), select(b[2], a[2], m),
-                       select(b[3], a[3], m));
+// a where m, else b, per vec4 of register q in phase lo (b above row 4·lo).
+fn msel(b: mat4x4<f32>, a: mat4x4<f32>, m: bool, q: u32, lo: u32) -> mat4x4<f32> {
+    var r = b;
+    if v_on(q, 0u, lo) { r[0] = select(b[0], a[0], m); }
+    if v_on(q, 1u, lo) { r[1] = select(b[1], a[1], m); }
+    if v_on(q, 2u, lo) { r[2] = select(b[2], a[2], m); }
+    if v_on(q, 3u, lo) { r[3] = select(b[3], a[3], m); }
+    return r;
 }
 
-// Register q restricted to rows > c (x of the reflector for row c).
-fn mat_below(m: mat4x4<f32>, q: u32, c: u32) -> mat4x4<f32> {
+// Register q restricted to rows > c (x of the reflector for row c); in phase lo the vec4s above
+// row 4·lo are zero without a select.
+fn mat_below(m: mat4x4<f32>, q: u32, c: u32, lo: u32) -> mat4x4<f32> {
     let cv = vec4<u32>(c);
     let z = vec4<f32>(0.0);
-    return mat4x4<f32>(select(z, m[0], rows_of(q, 0u) > cv), select(z, m[1], rows_of(q, 1u) > cv),
-                       select(z, m[2], rows_of(q, 2u) > cv), select(z, m[3], rows_of(q, 3u) > cv));
+    var r = mat4x4<f32>();
+    if v_on(q, 0u, lo) { r[0] = select(z, m[0], rows_of(q, 0u) > cv); }
+    if v_on(q, 1u, lo) { r[1] = select(z, m[1], rows_of(q, 1u) > cv); }
+    if v_on(q, 2u, lo) { r[2] = select(z, m[2], rows_of(q, 2u) > cv); }
+    if v_on(q, 3u, lo) { r[3] = select(z, m[3], rows_of(q, 3u) > cv); }
+    return r;
 }
 
-// Row c of register q set to x.
-fn put(m: mat4x4<f32>, q: u32, c: u32, x: f32) -> mat4x4<f32> {
+// Row c of register q set to x (c ≥ 4·lo: the vec4s above row 4·lo are left alone).
+fn put(m: mat4x4<f32>, q: u32, c: u32, x: f32, lo: u32) -> mat4x4<f32> {
     let cv = vec4<u32>(c);
     let xv = vec4<f32>(x);
-    return mat4x4<f32>(select(m[0], xv, rows_of(q, 0u) == cv), select(m[1], xv, rows_of(q, 1u) == cv),
-                       select(m[2], xv, rows_of(q, 2u) == cv), select(m[3], xv, rows_of(q, 3u) == cv));
+    var r = m;
+    if v_on(q, 0u, lo) { r[0] = select(m[0], xv, rows_of(q, 0u) == cv); }
+    if v_on(q, 1u, lo) { r[1] = select(m[1], xv, rows_of(q, 1u) == cv); }
+    if v_on(q, 2u, lo) { r[2] = select(m[2], xv, rows_of(q, 2u) == cv); }
+    if v_on(q, 3u, lo) { r[3] = select(m[3], xv, rows_of(q, 3u) == cv); }
+    return r;
 }
 
 // Reflector c as the lanes apply it: H = I - coef·g·gᵀ with g = 2^-e·(x + (alpha - beta)·e_c)
@@ -255,8 +269,8 @@ struct Reflector {
 // and Q are written): coef = tau / (alpha - beta)² = -1 / (beta·(alpha - beta)).
 fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>, alpha: f32,
              c: u32, lo: u32) -> Reflector {
-    let ss = (mdot_from(x0, x0, 0u, lo) + mdot_from(x1, x1, 1u, lo))
-        + (mdot_from(x2, x2, 2u, lo) + mdot_from(x3, x3, 3u, lo));
+    let ss = (mdot(x0, x0, 0u, lo) + mdot(x1, x1, 1u, lo))
+        + (mdot(x2, x2, 2u, lo) + mdot(x3, x3, 3u, lo));
     var r = Reflector(alpha, 0.0, 0.0, 0);
     let bad = is_nan(ss) || is_nan(alpha);
     if bad || ss >= SLOW_SS {
@@ -278,8 +292,8 @@ fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>,
         let y1 = scaled(x1, -e);
         let y2 = scaled(x2, -e);
         let y3 = scaled(x3, -e);
-        let sy = (mdot_from(y0, y0, 0u, lo) + mdot_from(y1, y1, 1u, lo))
-            + (mdot_from(y2, y2, 2u, lo) + mdot_from(y3, y3, 3u, lo));
+        let sy = (mdot(y0, y0, 0u, lo) + mdot(y1, y1, 1u, lo))
+            + (mdot(y2, y2, 2u, lo) + mdot(y3, y3, 3u, lo));
         if sy != 0.0 {
             let xnorm = scaled1(sqrt(sy), e);
             let s = max(abs(alpha), xnorm);
@@ -301,20 +315,20 @@ fn reflector(x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>,
 
 // A column's register q to workgroup memory from vec4 b4 (all its rows: the next reflector's
 // column, read by every lane).
-fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32) {
-    if vec_on(q, 0u) { vb[b4 + 4u * q] = x[0]; }
-    if vec_on(q, 1u) { vb[b4 + 4u * q + 1u] = x[1]; }
-    if vec_on(q, 2u) { vb[b4 + 4u * q + 2u] = x[2]; }
-    if vec_on(q, 3u) { vb[b4 + 4u * q + 3u] = x[3]; }
+fn publish_mat(b4: u32, x: mat4x4<f32>, q: u32, lo: u32) {
+    if v_on(q, 0u, lo) { vb[b4 + 4u * q] = x[0]; }
+    if v_on(q, 1u, lo) { vb[b4 + 4u * q + 1u] = x[1]; }
+    if v_on(q, 2u, lo) { vb[b4 + 4u * q + 2u] = x[2]; }
+    if v_on(q, 3u, lo) { vb[b4 + 4u * q + 3u] = x[3]; }
 }
 
 // The registers from lo on (the rows later steps read) to workgroup memory.
 fn publish(b4: u32, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>,
            lo: u32) {
-    if mat_on(0u, lo) { publish_mat(b4, a0, 0u); }
-    if mat_on(1u, lo) { publish_mat(b4, a1, 1u); }
-    if mat_on(2u, lo) { publish_mat(b4, a2, 2u); }
-    if mat_on(3u, lo) { publish_mat(b4, a3, 3u); }
+    if mat_on(0u, lo) { publish_mat(b4, a0, 0u, lo); }
+    if mat_on(1u, lo) { publish_mat(b4, a1, 1u, lo); }
+    if mat_on(2u, lo) { publish_mat(b4, a2, 2u, lo); }
+    if mat_on(3u, lo) { publish_mat(b4, a3, 3u, lo); }
 }
 
 // Rows row0 .. row0+3 of Qᵀ's column i (Q's row i) to the staging area, Q column-major (ld M).
@@ -428,33 +442,95 @@ fn qr_columns(
     }
     var rdiag = 0.0; // R's diagonal entry of this lane's column (prescaled), once reflected
 
-    // Step c (see `step`) in phases by the first register holding a row ≥ c: reflector c is
-    // zero above row c, so a register wholly above it is neither read nor changed, and from
-    // step 16·q on the steps leave register q - 1 out (fewer instructions per step: the steps
-    // are issue-bound when the batch fills the GPU).
-    for (var c = 0u; c < min(K, 16u); c++) {
-        step(c, 0u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
-    }
-    if QM > 1u {
-        for (var c = 16u; c < min(K, 32u); c++) {
-            step(c, 1u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    // Step c (see `step`) in phases of PH vec4s: reflector c is zero above row c, so from step
+    // 4·PH·h on the vec4s of rows above that are neither read nor changed, and phase h's steps
+    // are compiled without them (fewer instructions per step: with the GPU full, the steps are
+    // bound by instruction issue). Phases past the last register are compiled out.
+    if PH * 0u < 4u * QM {
+        for (var c = 4u * PH * 0u; c < min(K, 4u * PH * 1u); c++) {
+            step(c, PH * 0u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
         }
     }
-    if QM > 2u {
-        for (var c = 32u; c < min(K, 48u); c++) {
-            step(c, 2u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    if PH * 1u < 4u * QM {
+        for (var c = 4u * PH * 1u; c < min(K, 4u * PH * 2u); c++) {
+            step(c, PH * 1u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
         }
     }
-    if QM > 3u {
-        for (var c = 48u; c < K; c++) {
-            step(c, 3u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    if PH * 2u < 4u * QM {
+        for (var c = 4u * PH * 2u; c < min(K, 4u * PH * 3u); c++) {
+            step(c, PH * 2u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 3u < 4u * QM {
+        for (var c = 4u * PH * 3u; c < min(K, 4u * PH * 4u); c++) {
+            step(c, PH * 3u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 4u < 4u * QM {
+        for (var c = 4u * PH * 4u; c < min(K, 4u * PH * 5u); c++) {
+            step(c, PH * 4u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 5u < 4u * QM {
+        for (var c = 4u * PH * 5u; c < min(K, 4u * PH * 6u); c++) {
+            step(c, PH * 5u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 6u < 4u * QM {
+        for (var c = 4u * PH * 6u; c < min(K, 4u * PH * 7u); c++) {
+            step(c, PH * 6u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 7u < 4u * QM {
+        for (var c = 4u * PH * 7u; c < min(K, 4u * PH * 8u); c++) {
+            step(c, PH * 7u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 8u < 4u * QM {
+        for (var c = 4u * PH * 8u; c < min(K, 4u * PH * 9u); c++) {
+            step(c, PH * 8u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 9u < 4u * QM {
+        for (var c = 4u * PH * 9u; c < min(K, 4u * PH * 10u); c++) {
+            step(c, PH * 9u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 10u < 4u * QM {
+        for (var c = 4u * PH * 10u; c < min(K, 4u * PH * 11u); c++) {
+            step(c, PH * 10u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 11u < 4u * QM {
+        for (var c = 4u * PH * 11u; c < min(K, 4u * PH * 12u); c++) {
+            step(c, PH * 11u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 12u < 4u * QM {
+        for (var c = 4u * PH * 12u; c < min(K, 4u * PH * 13u); c++) {
+            step(c, PH * 12u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 13u < 4u * QM {
+        for (var c = 4u * PH * 13u; c < min(K, 4u * PH * 14u); c++) {
+            step(c, PH * 13u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 14u < 4u * QM {
+        for (var c = 4u * PH * 14u; c < min(K, 4u * PH * 15u); c++) {
+            step(c, PH * 14u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        }
+    }
+    if PH * 15u < 4u * QM {
+        for (var c = 4u * PH * 15u; c < min(K, 4u * PH * 16u); c++) {
+            step(c, PH * 15u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
         }
     }
     if j < K {
-        a0 = put(a0, 0u, j, rdiag);
-        if QM > 1u { a1 = put(a1, 1u, j, rdiag); }
-        if QM > 2u { a2 = put(a2, 2u, j, rdiag); }
-        if QM > 3u { a3 = put(a3, 3u, j, rdiag); }
+        a0 = put(a0, 0u, j, rdiag, 0u);
+        if QM > 1u { a1 = put(a1, 1u, j, rdiag, 0u); }
+        if QM > 2u { a2 = put(a2, 2u, j, rdiag, 0u); }
+        if QM > 3u { a3 = put(a3, 3u, j, rdiag, 0u); }
     }
 
     // R: column j scaled back by 2^ex, zeros below the diagonal, through the staging area.
@@ -504,7 +580,7 @@ fn out_r(i: u32, x: f32) {
 // lane. Every lane reads it and forms reflector c itself (the same values in every lane:
 // uniform control flow, no lane computing while the others wait), applies it to its column,
 // and the lane of column c+1 publishes that column into the other half for the next step.
-// Registers below `lo` (rows all above c: c ≥ 16·lo) are left out; `lo` is a constant at each
+// Vec4s below `lo` (rows all above c: c ≥ 4·lo) are left out; `lo` is a constant at each
 // call. The staging area is not read after the first barrier until R is written into it.
 fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4<f32>>,
         a1: ptr<function, mat4x4<f32>>, a2: ptr<function, mat4x4<f32>>,
@@ -516,10 +592,10 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
     var x1 = mat4x4<f32>();
     var x2 = mat4x4<f32>();
     var x3 = mat4x4<f32>();
-    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u), 0u, c); }
-    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u), 1u, c); }
-    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u), 2u, c); }
-    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u), 3u, c); }
+    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u, lo), 0u, c, lo); }
+    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u, lo), 1u, c, lo); }
+    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u, lo), 2u, c, lo); }
+    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
     let alpha = vb[b4 + c / 4u][c % 4u];
     let rf = reflector(x0, x1, x2, x3, alpha, c, lo);
     *rdiag = select(*rdiag, rf.beta, j == c);
@@ -536,17 +612,17 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
         if mat_on(2u, lo) { g2 = scaled(x2, -rf.e); }
         if mat_on(3u, lo) { g3 = scaled(x3, -rf.e); }
     }
-    if mat_on(0u, lo) { g0 = put(g0, 0u, c, rf.gc); }
-    if mat_on(1u, lo) { g1 = put(g1, 1u, c, rf.gc); }
-    if mat_on(2u, lo) { g2 = put(g2, 2u, c, rf.gc); }
-    if mat_on(3u, lo) { g3 = put(g3, 3u, c, rf.gc); }
-    let d = (mdot_from(*a0, g0, 0u, lo) + mdot_from(*a1, g1, 1u, lo))
-        + (mdot_from(*a2, g2, 2u, lo) + mdot_from(*a3, g3, 3u, lo));
+    if mat_on(0u, lo) { g0 = put(g0, 0u, c, rf.gc, lo); }
+    if mat_on(1u, lo) { g1 = put(g1, 1u, c, rf.gc, lo); }
+    if mat_on(2u, lo) { g2 = put(g2, 2u, c, rf.gc, lo); }
+    if mat_on(3u, lo) { g3 = put(g3, 3u, c, rf.gc, lo); }
+    let d = (mdot(*a0, g0, 0u, lo) + mdot(*a1, g1, 1u, lo))
+        + (mdot(*a2, g2, 2u, lo) + mdot(*a3, g3, 3u, lo));
     let w = rf.coef * d;
-    if mat_on(0u, lo) { *a0 = msel(*a0, maxpy(*a0, g0, w, 0u, c), upd); }
-    if mat_on(1u, lo) { *a1 = msel(*a1, maxpy(*a1, g1, w, 1u, c), upd); }
-    if mat_on(2u, lo) { *a2 = msel(*a2, maxpy(*a2, g2, w, 2u, c), upd); }
-    if mat_on(3u, lo) { *a3 = msel(*a3, maxpy(*a3, g3, w, 3u, c), upd); }
+    if mat_on(0u, lo) { *a0 = msel(*a0, maxpy(*a0, g0, w, 0u, c, lo), upd, 0u, lo); }
+    if mat_on(1u, lo) { *a1 = msel(*a1, maxpy(*a1, g1, w, 1u, c, lo), upd, 1u, lo); }
+    if mat_on(2u, lo) { *a2 = msel(*a2, maxpy(*a2, g2, w, 2u, c, lo), upd, 2u, lo); }
+    if mat_on(3u, lo) { *a3 = msel(*a3, maxpy(*a3, g3, w, 3u, c, lo), upd, 3u, lo); }
     if j == c + 1u && j < K {
         publish(((1u - half) * MPW + slot) * 4u * QM, *a0, *a1, *a2, *a3, lo);
     }
