@@ -165,6 +165,9 @@ impl Variant {
     }
 }
 
+/// Granularity of the shorter `qr_tall` variants for the tree's upper levels.
+const SHORT_STEP: usize = 32;
+
 /// Widest panel the reconstruction kernel takes (its per-column arrays).
 pub(crate) const MAX_WIDTH: usize = 32;
 
@@ -308,11 +311,17 @@ pub(crate) fn record_panel(
             ..base
         };
         if let Some(t) = &v.sg {
-            // A variant as tall as this level's blocks: qr_tall's lanes step through all of
-            // its M rows, so the upper levels (a few stacked R's) take a shorter one.
-            let height = level.rows.div_ceil(level.nblocks);
+            // qr_tall's lanes step through all of its M rows, so blocks of at most half the
+            // leaf height (the upper levels' few stacked R's) take a shorter variant: the
+            // height rounded up to a multiple of 32, so that only a few such variants are
+            // ever built (each is a pipeline compiled on first use: exact heights made 44
+            // qr_tall pipelines for one 4096² and one 65536×256 QR, BENCHMARKS.md v34).
+            let height = level
+                .rows
+                .div_ceil(level.nblocks)
+                .next_multiple_of(SHORT_STEP);
             let t = Tall::new(ctx, height, b, b, b)
-                .filter(|s| s.m() < t.m())
+                .filter(|s| 2 * s.m() <= t.m())
                 .unwrap_or(*t);
             t.record_blocks(
                 rec,
