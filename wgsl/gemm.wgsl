@@ -410,6 +410,25 @@ fn gemm_large(
     store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc15.w);
 }
 
+// Σ_s P_s[e] over the p.k slices of `total` entries each, one after another in `a`. Eight
+// slices in flight per step: one dependent memory latency per slice made a 127-slice reduction
+// of a 128×128 W take 63 µs on an H100 (its 64 workgroups hide none).
+fn sum_slices(e: u32, total: u32) -> f32 {
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var s = 0u;
+    for (; s + 8u <= p.k; s += 8u) {
+        let b = s * total + e;
+        acc1 += vec4<f32>(a[b], a[b + total], a[b + 2u * total], a[b + 3u * total]);
+        acc2 += vec4<f32>(a[b + 4u * total], a[b + 5u * total], a[b + 6u * total], a[b + 7u * total]);
+    }
+    for (; s < p.k; s++) {
+        acc1.x += a[s * total + e];
+    }
+    let acc4 = acc1 + acc2;
+    return (acc4.x + acc4.y) + (acc4.z + acc4.w);
+}
+
 // Split-K reduction: C = alpha · Σ_s P_s + beta · C, with the p.k slices P_s (m×n, ld m) one
 // after another in `a`. C is not read when beta == 0.
 @compute @workgroup_size(256)
@@ -423,21 +442,7 @@ fn reduce_splits(
     if e >= total {
         return;
     }
-    // Eight slices in flight per step: one dependent memory latency per slice made a
-    // 127-slice reduction of a 128×128 W take 63 µs on an H100 (its 64 workgroups hide none).
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var s = 0u;
-    for (; s + 8u <= p.k; s += 8u) {
-        let b = s * total + e;
-        acc1 += vec4<f32>(a[b], a[b + total], a[b + 2u * total], a[b + 3u * total]);
-        acc2 += vec4<f32>(a[b + 4u * total], a[b + 5u * total], a[b + 6u * total], a[b + 7u * total]);
-    }
-    for (; s < p.k; s++) {
-        acc1.x += a[s * total + e];
-    }
-    let acc4 = acc1 + acc2;
-    let acc = (acc4.x + acc4.y) + (acc4.z + acc4.w);
+    let acc = sum_slices(e, total);
     let ci = p.c_offset + e % p.m + (e / p.m) * p.ldc;
     var v = p.alpha * acc;
     if p.beta != 0.0 {
@@ -476,20 +481,7 @@ fn reduce_splits_left(
     let on = cl < per && col < p.n;
     var sum = 0.0;
     if on {
-        let e = r + col * m;
-        var acc1 = vec4<f32>(0.0);
-        var acc2 = vec4<f32>(0.0);
-        var s = 0u;
-        for (; s + 8u <= p.k; s += 8u) {
-            let b0 = s * total + e;
-            acc1 += vec4<f32>(a[b0], a[b0 + total], a[b0 + 2u * total], a[b0 + 3u * total]);
-            acc2 += vec4<f32>(a[b0 + 4u * total], a[b0 + 5u * total], a[b0 + 6u * total], a[b0 + 7u * total]);
-        }
-        for (; s < p.k; s++) {
-            acc1.x += a[s * total + e];
-        }
-        let acc4 = acc1 + acc2;
-        sum = (acc4.x + acc4.y) + (acc4.z + acc4.w);
+        sum = sum_slices(r + col * m, total);
     }
     ltile_b[lid >> 2u][lid & 3u] = sum;
     workgroupBarrier();
