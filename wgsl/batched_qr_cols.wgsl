@@ -20,8 +20,8 @@
 // more than the arithmetic it would skip (v27): the step has no branch on c — rows above c are
 // masked by selects, lanes j ≤ c compute the update and drop it — except the publishing store
 // and the rarely taken tiny-residual path. The update leaves rows above c exactly alone (as
-// LAPACK's slarf does, even when its coefficient is NaN). The steps run in phases (of 16 rows, or
-// 4 where a column is 16 rows or fewer): from each phase on, the vec4s holding rows above it are
+// LAPACK's slarf does, even when its coefficient is NaN). The steps run in phases (of 4, 8 or 16
+// rows, by the column's height; see PH): from each phase on, the vec4s holding rows above it are
 // neither read nor written (the same step code with those vec4s compiled out), since with the
 // GPU full the steps are bound by instruction issue (BENCHMARKS.md v38, v39).
 
@@ -53,9 +53,11 @@ override WG: u32 = 64u;      // MPW · NC
 override ST4: u32 = 288u;    // MPW · PER / 4
 override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
 // Vec4s per phase of the step loop (see there): one where a column is one register (16 rows),
-// a register's four otherwise. Per vec4 at 16×16 (H100, 10000 / 100000 matrices: 0.066 → 0.055
-// ms, 0.538 → 0.415 ms), no better at 32×32 (0.275 → 0.277: eight copies of the step).
-override PH: u32 = select(4u, 1u, QM == 1u);
+// two where it is two, a register's four otherwise. H100, against phases of a register: per
+// vec4 at 16×16 (10000 / 100000 matrices) 0.066 → 0.055 ms, 0.538 → 0.415 ms; at 32×32 per vec4
+// 0.275 → 0.277 ms (eight copies of the step), per two vec4s 0.272 → 0.254 ms; 64×64 too noisy
+// to tell (BENCHMARKS.md v39, v40).
+override PH: u32 = select(select(4u, 2u, QM == 2u), 1u, QM == 1u);
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
