@@ -188,11 +188,11 @@ impl<'a> Gemm<'a> {
         );
     }
 
-    /// `C = alpha · op(T) · op(A) op(B)` for a small m×m `t` (m ≤ [`LEFT_MAX`], beta 0, one
-    /// product) when this product is split along K: the split's reduction applies T as well,
-    /// one launch instead of a reduction and a GEMM (larfb's `T·(VᵀC)` at its panel widths).
-    /// Returns false, recording nothing, when the product would not be split; the caller then
-    /// forms the two products itself.
+    /// `C = alpha · op(T) · op(A) op(B)` for a small m×m `t` when this product is split along
+    /// K: the split's reduction applies T as well, one launch instead of a reduction and a GEMM
+    /// (larfb's `T·(VᵀC)` at its panel widths). Returns false, recording nothing, when the
+    /// product is not split or the fusion does not apply (m > [`LEFT_MAX`], beta ≠ 0, a
+    /// batch); the caller then forms the two products itself.
     pub fn record_split_left(
         &self,
         rec: &mut Recorder,
@@ -200,8 +200,7 @@ impl<'a> Gemm<'a> {
         t: View,
         trans_t: bool,
     ) -> bool {
-        debug_assert!(self.beta == 0.0 && self.batch == 1);
-        if self.m == 0 || self.n == 0 || self.m > LEFT_MAX || self.beta != 0.0 {
+        if self.m == 0 || self.n == 0 || self.m > LEFT_MAX || self.beta != 0.0 || self.batch != 1 {
             return false;
         }
         let splits = self.splits(ctx);

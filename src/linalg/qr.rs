@@ -279,6 +279,7 @@ fn larfb_panel(
         let cc = c.at(0, done);
         // W2 = op(T)·VᵀC: in the reduction of a split VᵀC where it is one (a single matrix,
         // w ≤ 32), else VᵀC into W1 and a second product.
+        let (w1, w2) = (ws.w1(plan), ws.w2(plan));
         let vtc = Gemm::new(
             w,
             cols,
@@ -289,38 +290,17 @@ fn larfb_panel(
             cc.view(),
             false,
             0.0,
-            ws.w2(plan).view(),
-        );
-        if plan.batch != 1 || !vtc.record_split_left(rec, ctx, t.view(), trans) {
+            w1.view(),
+        )
+        .batched(plan.batch, [v.stride, cc.stride, w1.stride]);
+        let fused = Gemm {
+            c: w2.view(),
+            ..vtc
+        };
+        if !fused.record_split_left(rec, ctx, t.view(), trans) {
+            vtc.record(rec, ctx);
             gemm(
-                rec,
-                ctx,
-                plan.batch,
-                w,
-                cols,
-                rows,
-                1.0,
-                v,
-                true,
-                cc,
-                false,
-                0.0,
-                ws.w1(plan),
-            );
-            gemm(
-                rec,
-                ctx,
-                plan.batch,
-                w,
-                cols,
-                w,
-                1.0,
-                t,
-                trans,
-                ws.w1(plan),
-                false,
-                0.0,
-                ws.w2(plan),
+                rec, ctx, plan.batch, w, cols, w, 1.0, t, trans, w1, false, 0.0, w2,
             );
         }
         gemm(
