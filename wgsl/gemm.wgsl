@@ -173,34 +173,71 @@ fn gemm(
         }
         workgroupBarrier();
     }
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u, c00);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u, c10);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u, c20);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u, c30);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u, c01);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u, c11);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u, c21);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u, c31);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u, c02);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u, c12);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u, c22);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u, c32);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u, c03);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u, c13);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u, c23);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u, c33);
+    // C's old values are all read before any store: C is read_write and, for all the compiler
+    // knows (any ldc), a store may alias a later load, so alternating load-store pairs made
+    // one dependent memory round trip per element (BENCHMARKS.md, v41).
+    let o00 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u);
+    let o10 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u);
+    let o20 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u);
+    let o30 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u);
+    let o01 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u);
+    let o11 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u);
+    let o21 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u);
+    let o31 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u);
+    let o02 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u);
+    let o12 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u);
+    let o22 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u);
+    let o32 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u);
+    let o03 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u);
+    let o13 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u);
+    let o23 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u);
+    let o33 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u, c00, o00);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u, c10, o10);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u, c20, o20);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u, c30, o30);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u, c01, o01);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u, c11, o11);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u, c21, o21);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u, c31, o31);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u, c02, o02);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u, c12, o12);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u, c22, o22);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u, c32, o32);
+    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u, c03, o03);
+    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u, c13, o13);
+    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u, c23, o23);
+    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u, c33, o33);
 }
 
-fn store_c(c_base: u32, i: u32, j: u32, v: f32) {
+// C[i, j] before the update (0 outside C, and when beta == 0: C is then not read).
+fn old_c(c_base: u32, i: u32, j: u32) -> f32 {
+    if p.beta == 0.0 || i >= p.m || j >= p.n {
+        return 0.0;
+    }
+    return c[c_base + i + j * p.ldc];
+}
+
+// C[i, j] = alpha·v + beta·old (old from old_c).
+fn store_c(c_base: u32, i: u32, j: u32, v: f32, old: f32) {
     if i >= p.m || j >= p.n {
         return;
     }
-    let idx = c_base + i + j * p.ldc;
-    var out = p.alpha * v;
-    if p.beta != 0.0 {
-        out = fma(p.beta, c[idx], out);
-    }
-    c[idx] = out;
+    c[c_base + i + j * p.ldc] = fma(p.beta, old, p.alpha * v);
+}
+
+// Rows i..i+3 of column j of C before the update, as old_c.
+fn old_c4(c_base: u32, i: u32, j: u32) -> vec4<f32> {
+    return vec4<f32>(old_c(c_base, i, j), old_c(c_base, i + 1u, j), old_c(c_base, i + 2u, j),
+                     old_c(c_base, i + 3u, j));
+}
+
+// Rows i..i+3 of column j of C = alpha·v + beta·old.
+fn store_c4(c_base: u32, i: u32, j: u32, v: vec4<f32>, old: vec4<f32>) {
+    store_c(c_base, i, j, v.x, old.x);
+    store_c(c_base, i + 1u, j, v.y, old.y);
+    store_c(c_base, i + 2u, j, v.z, old.z);
+    store_c(c_base, i + 3u, j, v.w, old.w);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,70 +381,45 @@ fn gemm_large(
         workgroupBarrier();
     }
     // acc{cc + 8·half}: column col0 + (cc < 4 ? 0 : 64) + 4·ty + cc % 4, rows row0 + 64·half + 4·tx ..+3.
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 0u, acc0.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 0u, acc0.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 0u, acc0.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 0u, acc0.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 1u, acc1.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 1u, acc1.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 1u, acc1.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 1u, acc1.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 2u, acc2.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 2u, acc2.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 2u, acc2.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 2u, acc2.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 0u + ty * 4u + 3u, acc3.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 0u + ty * 4u + 3u, acc3.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 0u + ty * 4u + 3u, acc3.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 0u + ty * 4u + 3u, acc3.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 0u, acc4.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 0u, acc4.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 0u, acc4.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 0u, acc4.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 1u, acc5.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 1u, acc5.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 1u, acc5.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 1u, acc5.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 2u, acc6.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 2u, acc6.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 2u, acc6.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 2u, acc6.w);
-    store_c(c_base, row0 + 0u + tx * 4u + 0u, col0 + 64u + ty * 4u + 3u, acc7.x);
-    store_c(c_base, row0 + 0u + tx * 4u + 1u, col0 + 64u + ty * 4u + 3u, acc7.y);
-    store_c(c_base, row0 + 0u + tx * 4u + 2u, col0 + 64u + ty * 4u + 3u, acc7.z);
-    store_c(c_base, row0 + 0u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc7.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 0u, acc8.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 0u, acc8.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 0u, acc8.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 0u, acc8.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 1u, acc9.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 1u, acc9.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 1u, acc9.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 1u, acc9.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 2u, acc10.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 2u, acc10.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 2u, acc10.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 2u, acc10.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 0u + ty * 4u + 3u, acc11.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 0u + ty * 4u + 3u, acc11.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 0u + ty * 4u + 3u, acc11.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 0u + ty * 4u + 3u, acc11.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 0u, acc12.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 0u, acc12.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 0u, acc12.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 0u, acc12.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 1u, acc13.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 1u, acc13.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 1u, acc13.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 1u, acc13.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 2u, acc14.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 2u, acc14.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 2u, acc14.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 2u, acc14.w);
-    store_c(c_base, row0 + 64u + tx * 4u + 0u, col0 + 64u + ty * 4u + 3u, acc15.x);
-    store_c(c_base, row0 + 64u + tx * 4u + 1u, col0 + 64u + ty * 4u + 3u, acc15.y);
-    store_c(c_base, row0 + 64u + tx * 4u + 2u, col0 + 64u + ty * 4u + 3u, acc15.z);
-    store_c(c_base, row0 + 64u + tx * 4u + 3u, col0 + 64u + ty * 4u + 3u, acc15.w);
+    // Each half's old C is read before any of its stores: C is read_write and, for all the
+    // compiler knows (any ldc), a store may alias a later load, so alternating load-store
+    // pairs made 64 dependent memory round trips per invocation (BENCHMARKS.md, v41).
+    let j0 = col0 + ty * 4u;
+    let j1 = j0 + 64u;
+    let r0 = row0 + 0u + tx * 4u;
+    let r1 = row0 + 64u + tx * 4u;
+    let o0 = old_c4(c_base, r0, j0);
+    let o1 = old_c4(c_base, r0, j0 + 1u);
+    let o2 = old_c4(c_base, r0, j0 + 2u);
+    let o3 = old_c4(c_base, r0, j0 + 3u);
+    let o4 = old_c4(c_base, r0, j1);
+    let o5 = old_c4(c_base, r0, j1 + 1u);
+    let o6 = old_c4(c_base, r0, j1 + 2u);
+    let o7 = old_c4(c_base, r0, j1 + 3u);
+    store_c4(c_base, r0, j0, acc0, o0);
+    store_c4(c_base, r0, j0 + 1u, acc1, o1);
+    store_c4(c_base, r0, j0 + 2u, acc2, o2);
+    store_c4(c_base, r0, j0 + 3u, acc3, o3);
+    store_c4(c_base, r0, j1, acc4, o4);
+    store_c4(c_base, r0, j1 + 1u, acc5, o5);
+    store_c4(c_base, r0, j1 + 2u, acc6, o6);
+    store_c4(c_base, r0, j1 + 3u, acc7, o7);
+    let o8 = old_c4(c_base, r1, j0);
+    let o9 = old_c4(c_base, r1, j0 + 1u);
+    let o10 = old_c4(c_base, r1, j0 + 2u);
+    let o11 = old_c4(c_base, r1, j0 + 3u);
+    let o12 = old_c4(c_base, r1, j1);
+    let o13 = old_c4(c_base, r1, j1 + 1u);
+    let o14 = old_c4(c_base, r1, j1 + 2u);
+    let o15 = old_c4(c_base, r1, j1 + 3u);
+    store_c4(c_base, r1, j0, acc8, o8);
+    store_c4(c_base, r1, j0 + 1u, acc9, o9);
+    store_c4(c_base, r1, j0 + 2u, acc10, o10);
+    store_c4(c_base, r1, j0 + 3u, acc11, o11);
+    store_c4(c_base, r1, j1, acc12, o12);
+    store_c4(c_base, r1, j1 + 1u, acc13, o13);
+    store_c4(c_base, r1, j1 + 2u, acc14, o14);
+    store_c4(c_base, r1, j1 + 3u, acc15, o15);
 }
 
 // Σ_s P_s[e] over the p.k slices of `total` entries each, one after another in `a`. Eight
