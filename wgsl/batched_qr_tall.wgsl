@@ -24,9 +24,9 @@
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
 // identity is unchanged by H_i for i > c, so those are skipped.
 //
-// Workgroup storage: K·LDV + K floats + one atomic (256×32: 32.9 KiB; the defaults below, 128×24,
-// fit WebGPU's default 16 KiB); the host checks it and the invocation count against the adapter
-// and takes another kernel where they do not fit.
+// Workgroup storage: VN + K floats + one atomic (dense 256×32: 32.9 KiB, stacked 512×32: 33.9
+// KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB); the host checks it and the
+// invocation count against the adapter and takes another kernel where they do not fit.
 // requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
 // wgpu checks the feature)
 
@@ -40,7 +40,10 @@ override NSG: u32 = 8u;      // subgroups per workgroup
 override RPL: u32 = 4u;      // register rows per lane: ceil(M / S), at most 16
 override CPS: u32 = 3u;      // column slots per subgroup: ceil(N / NSG), at most 4
 override LDV: u32 = 128u;    // rows of a reflector in `vs`: S·(RPL rounded up to 4)
-override VN: u32 = 3072u;    // K·LDV
+override STACK: u32 = 0u;    // 0: dense blocks; else rows of each stacked triangle (see vs_at)
+override NBLK: u32 = 1u;     // STACK > 0: triangles spanned by the rows a lane may hold, LDV / STACK
+                             // rounded up
+override VN: u32 = 3072u;    // K·LDV (dense), NBLK·K·(K + 1)/2 (stacked)
 override WG: u32 = 256u;     // NSG·S
 
 const F32_MAX: f32 = 3.40282347e38;
@@ -250,10 +253,32 @@ fn load_col(src: u32, c: u32, lane: u32) -> mat4x4<f32> {
     return m;
 }
 
+// Where row r of reflector j is in `vs`, and whether it is stored there at all. Dense: row r of
+// j's own LDV rows. STACK > 0 (a TSQR level above the leaves: the block is STACK×STACK upper
+// triangles stacked): reflector j is structurally zero in rows whose place t = r % STACK in their
+// triangle is below j (QR of stacked triangles makes no fill-in there), so only rows with t ≤ j
+// are kept, reflector after reflector: NBLK·(j + 1) entries for j (NBLK triangles), row r at
+// (r / STACK)·(j + 1) + t. That is what lets blocks of 16 such triangles (512 rows) fit the
+// workgroup memory that 256 dense rows fill.
+fn vs_at(j: u32, r: u32) -> vec2<u32> {
+    if STACK == 0u {
+        return vec2<u32>(j * LDV + r, 1u);
+    }
+    // (max: a divisor of a literal 0 would be rejected even where this is not reached)
+    let st = max(STACK, 1u);
+    let t = r % st;
+    let at = NBLK * (j * (j + 1u) / 2u) + (r / st) * (j + 1u) + t;
+    return vec2<u32>(min(at, VN - 1u), select(0u, 1u, t <= j));
+}
+
+fn vs1(j: u32, r: u32) -> f32 {
+    let at = vs_at(j, r);
+    return select(0.0, vs[at.x], at.y == 1u);
+}
+
 fn vs4(j: u32, lane: u32, k: u32) -> vec4<f32> {
     let r = rows4(lane, k);
-    let b = j * LDV;
-    return vec4<f32>(vs[b + r.x], vs[b + r.y], vs[b + r.z], vs[b + r.w]);
+    return vec4<f32>(vs1(j, r.x), vs1(j, r.y), vs1(j, r.z), vs1(j, r.w));
 }
 
 // v_j's rows of this lane (zero above row j).
@@ -266,13 +291,19 @@ fn load_v(j: u32, lane: u32) -> mat4x4<f32> {
     return v;
 }
 
+fn publish1(j: u32, r: u32, x: f32) {
+    let at = vs_at(j, r);
+    if at.y == 1u {
+        vs[at.x] = x;
+    }
+}
+
 fn publish4(j: u32, lane: u32, k: u32, x: vec4<f32>) {
     let r = rows4(lane, k);
-    let b = j * LDV;
-    vs[b + r.x] = x.x;
-    vs[b + r.y] = x.y;
-    vs[b + r.z] = x.z;
-    vs[b + r.w] = x.w;
+    publish1(j, r.x, x.x);
+    publish1(j, r.y, x.y);
+    publish1(j, r.z, x.z);
+    publish1(j, r.w, x.w);
 }
 
 // Rows `r` of reflector j's v from x (rows > j of the column): x·inv_d below row j, 1 at it,

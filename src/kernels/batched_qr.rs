@@ -359,6 +359,15 @@ fn ldv(rpl: usize, s: usize) -> usize {
     rpl.div_ceil(4) * 4 * s
 }
 
+/// Floats of a [`Tall`] kernel's reflector array `vs` (k reflectors of `ldv` rows; stacked
+/// blocks keep k(k+1)/2 entries per triangle of `stack` rows), `None` on overflow.
+fn vn(k: usize, ldv: usize, stack: usize) -> Option<usize> {
+    if stack == 0 {
+        return k.checked_mul(ldv);
+    }
+    ldv.div_ceil(stack).checked_mul(k.checked_mul(k + 1)? / 2)
+}
+
 /// A variant of `qr_tall` (`wgsl/batched_qr_tall.wgsl`) for one QR shape: one workgroup of
 /// `nsg` subgroups per matrix, the matrix in registers (subgroup s holds columns s, s + nsg, …,
 /// lane l rows l, l + S, …), each reflector computed once by its column's subgroup and
@@ -377,6 +386,9 @@ pub(crate) struct Tall {
     rpl: usize,
     /// Column slots per subgroup.
     cps: usize,
+    /// 0 for dense blocks; b for a TSQR level whose blocks are b×b upper triangles stacked
+    /// (see [`Tall::stacked`]).
+    stack: usize,
 }
 
 impl Tall {
@@ -385,6 +397,26 @@ impl Tall {
     /// fit one workgroup's registers (m ≤ 16·S, n ≤ 4 per subgroup of a workgroup of at most 512
     /// invocations) or its reflectors the workgroup memory.
     pub fn new(ctx: &Context, m: usize, n: usize, qcols: usize, r_rows: usize) -> Option<Self> {
+        Self::with_stack(ctx, m, n, qcols, r_rows, 0)
+    }
+
+    /// The variant for one level above the leaves of a TSQR tree of b-column panels: blocks of
+    /// at most `m` rows made of the b×b upper-triangular R factors of the level below, stacked.
+    /// Their reflectors are structurally zero below each triangle's diagonal, so only the rest
+    /// is kept in workgroup memory: 512-row blocks of 32 columns fit in 34 KiB where dense ones
+    /// would need 64 KiB (the blocks' rows must start at whole triangles).
+    pub fn stacked(ctx: &Context, m: usize, b: usize) -> Option<Self> {
+        Self::with_stack(ctx, m, b, b, b, b)
+    }
+
+    fn with_stack(
+        ctx: &Context,
+        m: usize,
+        n: usize,
+        qcols: usize,
+        r_rows: usize,
+        stack: usize,
+    ) -> Option<Self> {
         let s = ctx.fixed_subgroup_size()? as usize;
         if m == 0 || n == 0 {
             return None;
@@ -408,7 +440,7 @@ impl Tall {
             return None;
         }
         let k = m.min(n);
-        let floats = k.checked_mul(ldv(rpl, s))?.checked_add(k + 1)?;
+        let floats = vn(k, ldv(rpl, s), stack)?.checked_add(k + 1)?;
         let bytes = u32::try_from(floats.checked_mul(4)?).ok()?;
         ctx.fits_workgroup(bytes, (nsg * s) as u32).then_some(Self {
             m,
@@ -419,6 +451,7 @@ impl Tall {
             nsg,
             rpl,
             cps,
+            stack,
         })
     }
 
@@ -430,7 +463,8 @@ impl Tall {
     fn constants(&self) -> Vec<(&'static str, f64)> {
         let k = self.m.min(self.n);
         let ldv = ldv(self.rpl, self.s);
-        [
+        let vn = vn(k, ldv, self.stack).expect("checked in Tall::new");
+        let mut constants = vec![
             ("M", self.m),
             ("N", self.n),
             ("K", k),
@@ -441,12 +475,14 @@ impl Tall {
             ("RPL", self.rpl),
             ("CPS", self.cps),
             ("LDV", ldv),
-            ("VN", k * ldv),
+            ("VN", vn),
             ("WG", self.nsg * self.s),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, v as f64))
-        .collect()
+        ];
+        if self.stack > 0 {
+            constants.push(("STACK", self.stack));
+            constants.push(("NBLK", ldv.div_ceil(self.stack)));
+        }
+        constants.into_iter().map(|(k, v)| (k, v as f64)).collect()
     }
 
     /// QR of `batch` matrices, one workgroup each; the same contract as [`Small::record_qr`].

@@ -67,6 +67,10 @@ pub(crate) struct Variant {
     lu_wg: usize,
     /// Where the subgroups have a fixed size: the `qr_tall` variant that factors the blocks.
     sg: Option<Tall>,
+    /// Where the levels above the leaves can take stacked-triangle blocks (`Tall::stacked`)
+    /// of more R factors than dense blocks hold: that many R factors at most, and the variant
+    /// for them.
+    stack: Option<(usize, Tall)>,
 }
 
 /// Which kernel a set of override constants is for (their workgroup arrays differ).
@@ -103,12 +107,17 @@ impl Variant {
                 .rev()
                 .find_map(|rb| Tall::new(ctx, rb, b, b, b).map(|t| (rb, t)));
             if let Some((rb, t)) = tall {
+                let dense = rb / b;
+                let stack = (dense + 1..=TALL_STACK_MAX / b)
+                    .rev()
+                    .find_map(|r| Tall::stacked(ctx, stack_height(r, b), b).map(|t| (r, t)));
                 return Some(Self {
                     b,
                     rb,
                     wg: 0,
                     lu_wg,
                     sg: Some(t),
+                    stack,
                 });
             }
         }
@@ -127,6 +136,7 @@ impl Variant {
             wg,
             lu_wg,
             sg: None,
+            stack: None,
         })
     }
 
@@ -168,6 +178,16 @@ impl Variant {
 /// Granularity of the shorter `qr_tall` variants for the tree's upper levels.
 const SHORT_STEP: usize = 32;
 
+/// Most rows of a stacked-triangle block (`qr_tall` holds 16 rows per lane; 512 with 32-lane
+/// subgroups).
+const TALL_STACK_MAX: usize = 512;
+
+/// Rows of the `qr_tall` variant for stacked blocks of `r` R factors of b rows: rounded up to
+/// 128, so that only a few variants are built (each is a pipeline compiled on first use).
+fn stack_height(r: usize, b: usize) -> usize {
+    (r * b).next_multiple_of(128)
+}
+
 /// Widest panel the reconstruction kernel takes (its per-column arrays).
 pub(crate) const MAX_WIDTH: usize = 32;
 
@@ -184,6 +204,8 @@ const PORTABLE_WG: usize = 256;
 struct Level {
     rows: usize,
     nblocks: usize,
+    /// Blocks of whole stacked R factors, factored by the variant's stacked `qr_tall`.
+    stacked: bool,
     /// Where this level's input lives in scratch (levels above the first; the first is the
     /// panel itself).
     input: usize,
@@ -209,10 +231,22 @@ impl Layout {
     /// The tree for a panel of `rows` × `v.b` (rows ≥ v.b).
     pub fn new(v: &Variant, rows: usize) -> Self {
         let b = v.b;
-        let mut shapes = vec![(rows, rows.div_ceil(v.rb))];
-        while let Some(&(_, nblocks)) = shapes.last().filter(|s| s.1 > 1) {
-            let r = nblocks * b;
-            shapes.push((r, r.div_ceil(v.rb)));
+        let mut shapes = vec![(rows, rows.div_ceil(v.rb), false)];
+        while let Some(&(_, nr, _)) = shapes.last().filter(|s| s.1 > 1) {
+            // The level above stacks the nr R factors in dense blocks of at most rb rows, or,
+            // where they would need more than one such block and the stacked variant takes
+            // them all, in one stacked block: the top, a level fewer. (Stacked blocks cost
+            // about twice a dense 256-row one on an H100 — 512 rows, 16 per lane — so more
+            // than one of them, or one where a dense block would do, is slower: BENCHMARKS.md,
+            // v43.)
+            let r = nr * b;
+            let dense = r.div_ceil(v.rb);
+            let one = v.stack.is_some_and(|(most, _)| nr <= most);
+            shapes.push(if dense > 1 && one {
+                (r, 1, true)
+            } else {
+                (r, dense, false)
+            });
         }
         let top = shapes.len() - 1;
         let mut cursor = 0;
@@ -221,7 +255,7 @@ impl Layout {
             cursor - n
         };
         let mut levels = Vec::with_capacity(shapes.len());
-        for (l, &(rows, nblocks)) in shapes.iter().enumerate() {
+        for (l, &(rows, nblocks, stacked)) in shapes.iter().enumerate() {
             let input = if l == 0 { 0 } else { take(rows * b) };
             let q = take(rows * b);
             let qx = if l == top { q } else { take(rows * b) };
@@ -229,6 +263,7 @@ impl Layout {
             levels.push(Level {
                 rows,
                 nblocks,
+                stacked,
                 input,
                 q,
                 qx,
@@ -316,13 +351,22 @@ pub(crate) fn record_panel(
             // height rounded up to a multiple of 32, so that only a few such variants are
             // ever built (each is a pipeline compiled on first use: exact heights made 44
             // qr_tall pipelines for one 4096² and one 65536×256 QR, BENCHMARKS.md v34).
-            let height = level
-                .rows
-                .div_ceil(level.nblocks)
-                .next_multiple_of(SHORT_STEP);
-            let t = Tall::new(ctx, height, b, b, b)
-                .filter(|s| 2 * s.m() <= t.m())
-                .unwrap_or(*t);
+            let t = match v.stack.filter(|_| level.stacked) {
+                // A stacked block: the variant for its height, else the largest one (which
+                // holds any stacked block).
+                Some((_, most)) => {
+                    Tall::stacked(ctx, stack_height(level.rows / b, b), b).unwrap_or(most)
+                }
+                None => {
+                    let height = level
+                        .rows
+                        .div_ceil(level.nblocks)
+                        .next_multiple_of(SHORT_STEP);
+                    Tall::new(ctx, height, b, b, b)
+                        .filter(|s| 2 * s.m() <= t.m())
+                        .unwrap_or(*t)
+                }
+            };
             t.record_blocks(
                 rec,
                 ctx,
