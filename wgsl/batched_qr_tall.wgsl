@@ -16,9 +16,10 @@
 // published in workgroup memory: v_j (1 at row j, zeros above) in its own column of `vs`, tau_j
 // in `taus`. Nothing is overwritten, so one workgroupBarrier per reflector suffices; then every
 // subgroup applies v_j to its columns right of j, the dot products of its column slots reduced
-// together (one vec4 subgroupAdd, not one dependent reduction per slot). The update has no
-// branch on j: rows above a reflector's first row are kept by selects, and column slots the
-// reflector does not touch compute it and drop it.
+// together (one subgroupAdd of up to a vec4, not one dependent reduction per slot). The update
+// has no branch on j: rows above a reflector's first row are kept by selects (only where a row
+// can be above one: see `deep`), and column slots the reflector does not touch compute it and
+// drop it.
 //
 // Q = H_0 … H_{K-1} [I; 0] (QCOLS columns) is formed as sorg2r does, backwards, each subgroup its
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
@@ -146,6 +147,13 @@ fn rows4(lane: u32, k: u32) -> vec4<u32> {
     return vec4<u32>(lane) + S * (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u));
 }
 
+// Components of vec4 k whose rows (for any lane) are at or below row K: never above a
+// reflector's row, so the row tests below fold to constants there (with K ≤ S, every vec4 but
+// the first; a select per register row was a third of a step's instructions, v45).
+fn deep(k: u32) -> vec4<bool> {
+    return S * (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u)) >= vec4<u32>(K);
+}
+
 fn dot4(a: vec4<f32>, b: vec4<f32>) -> f32 {
     return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, a.x * b.x)));
 }
@@ -167,7 +175,7 @@ fn mdot(a: mat4x4<f32>, b: mat4x4<f32>, j: u32) -> f32 {
 // them. Selects, not branches: a step is a chain of dependent operations, and on an H100 its
 // branches cost more than the arithmetic they skip (BENCHMARKS.md, v28).
 fn maxpy4(a: vec4<f32>, v: vec4<f32>, w: vec4<f32>, lane: u32, k: u32, j: u32) -> vec4<f32> {
-    return select(a, fma(w, v, a), rows4(lane, k) >= vec4<u32>(j));
+    return select(a, fma(w, v, a), (rows4(lane, k) >= vec4<u32>(j)) | deep(k));
 }
 
 fn maxpy(a: mat4x4<f32>, v: mat4x4<f32>, w: f32, j: u32, lane: u32) -> mat4x4<f32> {
@@ -201,16 +209,20 @@ fn mat_scaled(m: mat4x4<f32>, s: i32) -> mat4x4<f32> {
 fn mat_below(m: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
     let z = vec4<f32>(0.0);
     let jv = vec4<u32>(j);
-    return mat4x4<f32>(select(z, m[0], rows4(lane, 0u) > jv), select(z, m[1], rows4(lane, 1u) > jv),
-                       select(z, m[2], rows4(lane, 2u) > jv), select(z, m[3], rows4(lane, 3u) > jv));
+    return mat4x4<f32>(select(z, m[0], (rows4(lane, 0u) > jv) | deep(0u)),
+                       select(z, m[1], (rows4(lane, 1u) > jv) | deep(1u)),
+                       select(z, m[2], (rows4(lane, 2u) > jv) | deep(2u)),
+                       select(z, m[3], (rows4(lane, 3u) > jv) | deep(3u)));
 }
 
 // Row j of m where this lane holds it, else 0.
 fn pick(m: mat4x4<f32>, j: u32, lane: u32) -> f32 {
     let jv = vec4<u32>(j);
     let z = vec4<f32>(0.0);
-    let s = select(z, m[0], rows4(lane, 0u) == jv) + select(z, m[1], rows4(lane, 1u) == jv)
-        + select(z, m[2], rows4(lane, 2u) == jv) + select(z, m[3], rows4(lane, 3u) == jv);
+    let s = select(z, m[0], (rows4(lane, 0u) == jv) & !deep(0u))
+        + select(z, m[1], (rows4(lane, 1u) == jv) & !deep(1u))
+        + select(z, m[2], (rows4(lane, 2u) == jv) & !deep(2u))
+        + select(z, m[3], (rows4(lane, 3u) == jv) & !deep(3u));
     return (s.x + s.y) + (s.z + s.w);
 }
 
@@ -218,8 +230,10 @@ fn pick(m: mat4x4<f32>, j: u32, lane: u32) -> f32 {
 fn put(m: mat4x4<f32>, j: u32, lane: u32, x: f32) -> mat4x4<f32> {
     let jv = vec4<u32>(j);
     let xv = vec4<f32>(x);
-    return mat4x4<f32>(select(m[0], xv, rows4(lane, 0u) == jv), select(m[1], xv, rows4(lane, 1u) == jv),
-                       select(m[2], xv, rows4(lane, 2u) == jv), select(m[3], xv, rows4(lane, 3u) == jv));
+    return mat4x4<f32>(select(m[0], xv, (rows4(lane, 0u) == jv) & !deep(0u)),
+                       select(m[1], xv, (rows4(lane, 1u) == jv) & !deep(1u)),
+                       select(m[2], xv, (rows4(lane, 2u) == jv) & !deep(2u)),
+                       select(m[3], xv, (rows4(lane, 3u) == jv) & !deep(3u)));
 }
 
 // Column i of the identity (this lane's rows).
@@ -308,9 +322,11 @@ fn publish4(j: u32, lane: u32, k: u32, x: vec4<f32>) {
 
 // Rows `r` of reflector j's v from x (rows > j of the column): x·inv_d below row j, 1 at it,
 // 0 above.
-fn vrows(x: vec4<f32>, r: vec4<u32>, j: u32, inv_d: f32) -> vec4<f32> {
+fn vrows(x: vec4<f32>, lane: u32, k: u32, j: u32, inv_d: f32) -> vec4<f32> {
     let jv = vec4<u32>(j);
-    return select(select(vec4<f32>(0.0), x * inv_d, r > jv), vec4<f32>(1.0), r == jv);
+    let r = rows4(lane, k);
+    return select(select(vec4<f32>(0.0), x * inv_d, (r > jv) | deep(k)), vec4<f32>(1.0),
+                  (r == jv) & !deep(k));
 }
 
 // Reflector j (slarfg) from the column held in `a` (prescaled, see batched_qr_cols.wgsl): v_j
@@ -348,10 +364,10 @@ fn reflect(a: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
     }
     // v: exactly zero above row j (even where inv_d is NaN: those rows of the other columns
     // must not see it), 1 at row j.
-    if vec_on(0u) { publish4(j, lane, 0u, vrows(x[0], rows4(lane, 0u), j, inv_d)); }
-    if vec_on(1u) { publish4(j, lane, 1u, vrows(x[1], rows4(lane, 1u), j, inv_d)); }
-    if vec_on(2u) { publish4(j, lane, 2u, vrows(x[2], rows4(lane, 2u), j, inv_d)); }
-    if vec_on(3u) { publish4(j, lane, 3u, vrows(x[3], rows4(lane, 3u), j, inv_d)); }
+    if vec_on(0u) { publish4(j, lane, 0u, vrows(x[0], lane, 0u, j, inv_d)); }
+    if vec_on(1u) { publish4(j, lane, 1u, vrows(x[1], lane, 1u, j, inv_d)); }
+    if vec_on(2u) { publish4(j, lane, 2u, vrows(x[2], lane, 2u, j, inv_d)); }
+    if vec_on(3u) { publish4(j, lane, 3u, vrows(x[3], lane, 3u, j, inv_d)); }
     if lane == 0u {
         taus[j] = tau;
     }
@@ -359,7 +375,7 @@ fn reflect(a: mat4x4<f32>, j: u32, lane: u32) -> mat4x4<f32> {
 }
 
 // This lane's parts of v·a for the four column slots (absent slots: 0), over the vec4s
-// reaching row j: reduced together by one vec4 subgroupAdd.
+// reaching row j: reduced together by reduce_dots.
 fn dots(v: mat4x4<f32>, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>,
         j: u32) -> vec4<f32> {
     var d = vec4<f32>(mdot(v, a0, j), 0.0, 0.0, 0.0);
@@ -367,6 +383,21 @@ fn dots(v: mat4x4<f32>, a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: m
     if CPS > 2u { d.z = mdot(v, a2, j); }
     if CPS > 3u { d.w = mdot(v, a3, j); }
     return d;
+}
+
+// The subgroup sums of the column slots' dot products, over the slots there are (CPS is a
+// constant: two slots reduce a vec2, not a vec4 of which half is zeros).
+fn reduce_dots(d: vec4<f32>) -> vec4<f32> {
+    if CPS == 1u {
+        return vec4<f32>(subgroupAdd(d.x), 0.0, 0.0, 0.0);
+    }
+    if CPS == 2u {
+        return vec4<f32>(subgroupAdd(d.xy), 0.0, 0.0);
+    }
+    if CPS == 3u {
+        return vec4<f32>(subgroupAdd(d.xyz), 0.0);
+    }
+    return subgroupAdd(d);
 }
 
 fn store_r1(dst: u32, c: u32, i: u32, x: f32) {
@@ -467,7 +498,7 @@ fn qr_tall(
             workgroupBarrier();
             let i = j - 1u;
             let v = load_v(i, lane);
-            let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
+            let w = -taus[i] * reduce_dots(dots(v, a0, a1, a2, a3, i));
             a0 = msel(a0, maxpy(a0, v, w.x, i, lane), sg >= j && sg < N);
             if CPS > 1u { a1 = msel(a1, maxpy(a1, v, w.y, i, lane), sg + NSG >= j && sg + NSG < N); }
             if CPS > 2u { a2 = msel(a2, maxpy(a2, v, w.z, i, lane), sg + 2u * NSG >= j && sg + 2u * NSG < N); }
@@ -506,7 +537,7 @@ fn qr_tall(
                 continue;
             }
             let v = load_v(i, lane);
-            let w = -taus[i] * subgroupAdd(dots(v, a0, a1, a2, a3, i));
+            let w = -taus[i] * reduce_dots(dots(v, a0, a1, a2, a3, i));
             a0 = msel(a0, maxpy(a0, v, w.x, i, lane), c0 >= i);
             if CPS > 1u { a1 = msel(a1, maxpy(a1, v, w.y, i, lane), c0 + NSG >= i); }
             if CPS > 2u { a2 = msel(a2, maxpy(a2, v, w.z, i, lane), c0 + 2u * NSG >= i); }
