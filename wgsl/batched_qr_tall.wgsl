@@ -25,7 +25,7 @@
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
 // identity is unchanged by H_i for i > c, so those are skipped.
 //
-// Workgroup storage: VN + K floats + one atomic (dense 256×32: 32.9 KiB, stacked 512×32: 33.9
+// Workgroup storage: 4·VN + VNS + K floats + one atomic (dense 256×32: 32.9 KiB, stacked 512×32: 33.9
 // KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB); the host checks it and the
 // invocation count against the adapter and takes another kernel where they do not fit.
 // requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
@@ -44,7 +44,8 @@ override LDV: u32 = 128u;    // rows of a reflector in `vs`: S·(RPL rounded up 
 override STACK: u32 = 0u;    // 0: dense blocks; else rows of each stacked triangle (see vs_at)
 override NBLK: u32 = 1u;     // STACK > 0: triangles spanned by the rows a lane may hold, LDV / STACK
                              // rounded up
-override VN: u32 = 3072u;    // K·LDV (dense), NBLK·K·(K + 1)/2 (stacked)
+override VN: u32 = 768u;     // vec4s of `vs` (dense blocks: K·LDV / 4; 1 for stacked ones)
+override VNS: u32 = 1u;      // floats of `vss` (stacked blocks: NBLK·K·(K + 1) / 2; 1 for dense)
 override WG: u32 = 256u;     // NSG·S
 
 const F32_MAX: f32 = 3.40282347e38;
@@ -81,7 +82,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> q_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> r_out: array<f32>;
 
-var<workgroup> vs: array<f32, VN>;
+var<workgroup> vs: array<vec4<f32>, VN>; // dense blocks
+var<workgroup> vss: array<f32, VNS>;    // stacked blocks
 var<workgroup> taus: array<f32, K>;
 var<workgroup> counter: atomic<u32>;
 // This workgroup's block: its rows, and where its A, Q and R start.
@@ -267,30 +269,36 @@ fn load_col(src: u32, c: u32, lane: u32) -> mat4x4<f32> {
     return m;
 }
 
-// Where row r of reflector j is in `vs`, and whether it is stored there at all. Dense: row r of
-// j's own LDV rows. STACK > 0 (a TSQR level above the leaves: the block is STACK×STACK upper
-// triangles stacked): reflector j is structurally zero in rows whose place t = r % STACK in their
-// triangle is below j (QR of stacked triangles makes no fill-in there), so only rows with t ≤ j
-// are kept, reflector after reflector: NBLK·(j + 1) entries for j (NBLK triangles), row r at
-// (r / STACK)·(j + 1) + t. That is what lets blocks of 16 such triangles (512 rows) fit the
-// workgroup memory that 256 dense rows fill.
-fn vs_at(j: u32, r: u32) -> vec2<u32> {
-    if STACK == 0u {
-        return vec2<u32>(j * LDV + r, 1u);
-    }
+// Dense blocks: reflector j is j's own LDV / 4 vec4s of `vs`, lane l's vec4 k (rows
+// l + S·(4k + t), t = 0 … 3, as in its registers) at k·S + l: one workgroup-memory access per
+// vec4 (four scalar ones and their addresses were a tenth of a step's instructions, v46).
+fn dense_at(j: u32, lane: u32, k: u32) -> u32 {
+    return j * (LDV / 4u) + k * S + lane;
+}
+
+// Stacked blocks (STACK > 0: a TSQR level above the leaves, the block STACK×STACK upper
+// triangles stacked): reflector j is structurally zero in rows whose place t = r % STACK in
+// their triangle is below j (QR of stacked triangles makes no fill-in there), so only rows with
+// t ≤ j are kept, reflector after reflector, in `vss`: NBLK·(j + 1) entries for j (NBLK
+// triangles), row r at (r / STACK)·(j + 1) + t; and whether row r is kept at all. That is what
+// lets blocks of 16 such triangles (512 rows) fit the workgroup memory that 256 dense rows fill.
+fn stacked_at(j: u32, r: u32) -> vec2<u32> {
     // (max: a divisor of a literal 0 would be rejected even where this is not reached)
     let st = max(STACK, 1u);
     let t = r % st;
     let at = NBLK * (j * (j + 1u) / 2u) + (r / st) * (j + 1u) + t;
-    return vec2<u32>(min(at, VN - 1u), select(0u, 1u, t <= j));
+    return vec2<u32>(min(at, VNS - 1u), select(0u, 1u, t <= j));
 }
 
 fn vs1(j: u32, r: u32) -> f32 {
-    let at = vs_at(j, r);
-    return select(0.0, vs[at.x], at.y == 1u);
+    let at = stacked_at(j, r);
+    return select(0.0, vss[at.x], at.y == 1u);
 }
 
 fn vs4(j: u32, lane: u32, k: u32) -> vec4<f32> {
+    if STACK == 0u {
+        return vs[dense_at(j, lane, k)];
+    }
     let r = rows4(lane, k);
     return vec4<f32>(vs1(j, r.x), vs1(j, r.y), vs1(j, r.z), vs1(j, r.w));
 }
@@ -306,13 +314,17 @@ fn load_v(j: u32, lane: u32) -> mat4x4<f32> {
 }
 
 fn publish1(j: u32, r: u32, x: f32) {
-    let at = vs_at(j, r);
+    let at = stacked_at(j, r);
     if at.y == 1u {
-        vs[at.x] = x;
+        vss[at.x] = x;
     }
 }
 
 fn publish4(j: u32, lane: u32, k: u32, x: vec4<f32>) {
+    if STACK == 0u {
+        vs[dense_at(j, lane, k)] = x;
+        return;
+    }
     let r = rows4(lane, k);
     publish1(j, r.x, x.x);
     publish1(j, r.y, x.y);

@@ -359,8 +359,8 @@ fn ldv(rpl: usize, s: usize) -> usize {
     rpl.div_ceil(4) * 4 * s
 }
 
-/// Floats of a [`Tall`] kernel's reflector array `vs` (k reflectors of `ldv` rows; stacked
-/// blocks keep k(k+1)/2 entries per triangle of `stack` rows), `None` on overflow.
+/// Floats of a [`Tall`] kernel's reflectors in workgroup memory (k reflectors of `ldv` rows;
+/// stacked blocks keep k(k+1)/2 entries per triangle of `stack` rows), `None` on overflow.
 fn vn(k: usize, ldv: usize, stack: usize) -> Option<usize> {
     if stack == 0 {
         return k.checked_mul(ldv);
@@ -440,7 +440,10 @@ impl Tall {
             return None;
         }
         let k = m.min(n);
-        let floats = vn(k, ldv(rpl, s), stack)?.checked_add(k + 1)?;
+        // `vs` and `vss` (one of them 1 element) and the taus.
+        let floats = vn(k, ldv(rpl, s), stack)?
+            .next_multiple_of(4)
+            .checked_add(k + 5)?;
         let bytes = u32::try_from(floats.checked_mul(4)?).ok()?;
         ctx.fits_workgroup(bytes, (nsg * s) as u32).then_some(Self {
             m,
@@ -464,6 +467,12 @@ impl Tall {
         let k = self.m.min(self.n);
         let ldv = ldv(self.rpl, self.s);
         let vn = vn(k, ldv, self.stack).expect("checked in Tall::new");
+        // Dense reflectors as vec4s in `vs`, stacked ones as floats in `vss` (the other 1).
+        let (vs, vss) = if self.stack == 0 {
+            (vn.div_ceil(4), 1)
+        } else {
+            (1, vn)
+        };
         let mut constants = vec![
             ("M", self.m),
             ("N", self.n),
@@ -475,7 +484,8 @@ impl Tall {
             ("RPL", self.rpl),
             ("CPS", self.cps),
             ("LDV", ldv),
-            ("VN", vn),
+            ("VN", vs),
+            ("VNS", vss),
             ("WG", self.nsg * self.s),
         ];
         if self.stack > 0 {
