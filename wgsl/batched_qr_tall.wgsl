@@ -13,21 +13,22 @@
 //
 // Factorization: reflector j is computed once, by the subgroup owning column j, right after it
 // applied reflector j-1 to that column (alpha by a shuffle, ‖x‖² by a subgroupAdd, slarfg), and
-// published in workgroup memory: v_j (1 at row j, zeros above) in its own column of `vs`, tau_j
-// in `taus`. Nothing is overwritten, so one workgroupBarrier per reflector suffices; then every
-// subgroup applies v_j to its columns right of j, the dot products of its column slots reduced
-// together (one subgroupAdd of up to a vec4, not one dependent reduction per slot). The update
-// has no branch on j: rows above a reflector's first row are kept by selects (only where a row
-// can be above one: see `deep`), and column slots the reflector does not touch compute it and
-// drop it.
+// published in workgroup memory: v_j (1 at row j, zeros above) in its own column of `vs` (of
+// `vss` for stacked blocks, see stacked_at), tau_j in `taus`. Nothing is overwritten, so one
+// workgroupBarrier per reflector suffices; then every subgroup applies v_j to its columns right
+// of j, the dot products of its column slots reduced together (one subgroupAdd of up to a vec4,
+// not one dependent reduction per slot). The update has no branch on j: rows above a
+// reflector's first row are kept by selects (only where a row can be above one: see `deep`),
+// and column slots the reflector does not touch compute it and drop it.
 //
 // Q = H_0 … H_{K-1} [I; 0] (QCOLS columns) is formed as sorg2r does, backwards, each subgroup its
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
 // identity is unchanged by H_i for i > c, so those are skipped.
 //
-// Workgroup storage: 4·VN + VNS + K floats + one atomic (dense 256×32: 32.9 KiB, stacked 512×32: 33.9
-// KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB); the host checks it and the
-// invocation count against the adapter and takes another kernel where they do not fit.
+// Workgroup storage: 4·VN + VNS + K floats + one atomic (dense 256×32: 32.9 KiB, stacked
+// 512×32: 33.9 KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB); the host checks
+// it and the invocation count against the adapter and takes another kernel where they do not
+// fit.
 // requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
 // wgpu checks the feature)
 
@@ -41,8 +42,8 @@ override NSG: u32 = 8u;      // subgroups per workgroup
 override RPL: u32 = 4u;      // register rows per lane: ceil(M / S), at most 16
 override CPS: u32 = 3u;      // column slots per subgroup: ceil(N / NSG), at most 4
 override LDV: u32 = 128u;    // rows of a reflector in `vs`: S·(RPL rounded up to 4)
-override STACK: u32 = 0u;    // 0: dense blocks; else rows of each stacked triangle (see vs_at)
-override NBLK: u32 = 1u;     // STACK > 0: triangles spanned by the rows a lane may hold, LDV / STACK
+override STACK: u32 = 0u;    // 0: dense blocks; else rows of each stacked triangle (stacked_at)
+override NBLK: u32 = 1u;     // STACK > 0: triangles the rows a lane may hold span, LDV / STACK
                              // rounded up
 override VN: u32 = 768u;     // vec4s of `vs` (dense blocks: K·LDV / 4; 1 for stacked ones)
 override VNS: u32 = 1u;      // floats of `vss` (stacked blocks: NBLK·K·(K + 1) / 2; 1 for dense)

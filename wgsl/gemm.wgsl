@@ -381,45 +381,37 @@ fn gemm_large(
         workgroupBarrier();
     }
     // acc{cc + 8·half}: column col0 + (cc < 4 ? 0 : 64) + 4·ty + cc % 4, rows row0 + 64·half + 4·tx ..+3.
-    // Each half's old C is read before any of its stores: C is read_write and, for all the
-    // compiler knows (any ldc), a store may alias a later load, so alternating load-store
-    // pairs made 64 dependent memory round trips per invocation (BENCHMARKS.md, v41).
     let j0 = col0 + ty * 4u;
     let j1 = j0 + 64u;
     let r0 = row0 + 0u + tx * 4u;
     let r1 = row0 + 64u + tx * 4u;
-    let o0 = old_c4(c_base, r0, j0);
-    let o1 = old_c4(c_base, r0, j0 + 1u);
-    let o2 = old_c4(c_base, r0, j0 + 2u);
-    let o3 = old_c4(c_base, r0, j0 + 3u);
-    let o4 = old_c4(c_base, r0, j1);
-    let o5 = old_c4(c_base, r0, j1 + 1u);
-    let o6 = old_c4(c_base, r0, j1 + 2u);
-    let o7 = old_c4(c_base, r0, j1 + 3u);
-    store_c4(c_base, r0, j0, acc0, o0);
-    store_c4(c_base, r0, j0 + 1u, acc1, o1);
-    store_c4(c_base, r0, j0 + 2u, acc2, o2);
-    store_c4(c_base, r0, j0 + 3u, acc3, o3);
-    store_c4(c_base, r0, j1, acc4, o4);
-    store_c4(c_base, r0, j1 + 1u, acc5, o5);
-    store_c4(c_base, r0, j1 + 2u, acc6, o6);
-    store_c4(c_base, r0, j1 + 3u, acc7, o7);
-    let o8 = old_c4(c_base, r1, j0);
-    let o9 = old_c4(c_base, r1, j0 + 1u);
-    let o10 = old_c4(c_base, r1, j0 + 2u);
-    let o11 = old_c4(c_base, r1, j0 + 3u);
-    let o12 = old_c4(c_base, r1, j1);
-    let o13 = old_c4(c_base, r1, j1 + 1u);
-    let o14 = old_c4(c_base, r1, j1 + 2u);
-    let o15 = old_c4(c_base, r1, j1 + 3u);
-    store_c4(c_base, r1, j0, acc8, o8);
-    store_c4(c_base, r1, j0 + 1u, acc9, o9);
-    store_c4(c_base, r1, j0 + 2u, acc10, o10);
-    store_c4(c_base, r1, j0 + 3u, acc11, o11);
-    store_c4(c_base, r1, j1, acc12, o12);
-    store_c4(c_base, r1, j1 + 1u, acc13, o13);
-    store_c4(c_base, r1, j1 + 2u, acc14, o14);
-    store_c4(c_base, r1, j1 + 3u, acc15, o15);
+    update_half(c_base, r0, j0, j1, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    update_half(c_base, r1, j0, j1, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
+}
+
+// Rows r … r + 3 of columns j0 … j0 + 3 (q0 … q3) and j1 … j1 + 3 (q4 … q7) of C: one half of
+// gemm_large's register tile. Every old value is read before any store: C is read_write and,
+// for all the compiler knows (any ldc), a store may alias a later load, so alternating
+// load-store pairs made 64 dependent memory round trips per invocation (BENCHMARKS.md, v41).
+fn update_half(c_base: u32, r: u32, j0: u32, j1: u32, q0: vec4<f32>, q1: vec4<f32>,
+               q2: vec4<f32>, q3: vec4<f32>, q4: vec4<f32>, q5: vec4<f32>, q6: vec4<f32>,
+               q7: vec4<f32>) {
+    let o0 = old_c4(c_base, r, j0);
+    let o1 = old_c4(c_base, r, j0 + 1u);
+    let o2 = old_c4(c_base, r, j0 + 2u);
+    let o3 = old_c4(c_base, r, j0 + 3u);
+    let o4 = old_c4(c_base, r, j1);
+    let o5 = old_c4(c_base, r, j1 + 1u);
+    let o6 = old_c4(c_base, r, j1 + 2u);
+    let o7 = old_c4(c_base, r, j1 + 3u);
+    store_c4(c_base, r, j0, q0, o0);
+    store_c4(c_base, r, j0 + 1u, q1, o1);
+    store_c4(c_base, r, j0 + 2u, q2, o2);
+    store_c4(c_base, r, j0 + 3u, q3, o3);
+    store_c4(c_base, r, j1, q4, o4);
+    store_c4(c_base, r, j1 + 1u, q5, o5);
+    store_c4(c_base, r, j1 + 2u, q6, o6);
+    store_c4(c_base, r, j1 + 3u, q7, o7);
 }
 
 // Σ_s P_s[e] over the p.k slices of `total` entries each, one after another in `a`. Eight
