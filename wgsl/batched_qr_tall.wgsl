@@ -151,8 +151,8 @@ fn rows4(lane: u32, k: u32) -> vec4<u32> {
 }
 
 // Components of vec4 k whose rows (for any lane) are at or below row K: never above a
-// reflector's row, so the row tests below fold to constants there (with K ≤ S, every vec4 but
-// the first; a select per register row was a third of a step's instructions, v45).
+// reflector's row, so the row tests below fold to constants there (with K ≤ S, every register
+// row but a lane's first; a select per register row was a third of a step's instructions, v45).
 fn deep(k: u32) -> vec4<bool> {
     return S * (vec4<u32>(4u * k) + vec4<u32>(0u, 1u, 2u, 3u)) >= vec4<u32>(K);
 }

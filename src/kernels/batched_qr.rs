@@ -440,10 +440,11 @@ impl Tall {
             return None;
         }
         let k = m.min(n);
-        // `vs` and `vss` (one of them 1 element) and the taus.
+        // The reflectors (`vs` or `vss`, in whole vec4s), the other array's one element (at
+        // most a vec4), the k taus and the atomic counter.
         let floats = vn(k, ldv(rpl, s), stack)?
             .next_multiple_of(4)
-            .checked_add(k + 5)?;
+            .checked_add(4 + k + 1)?;
         let bytes = u32::try_from(floats.checked_mul(4)?).ok()?;
         ctx.fits_workgroup(bytes, (nsg * s) as u32).then_some(Self {
             m,

@@ -346,17 +346,17 @@ pub(crate) fn record_panel(
             ..base
         };
         if let Some(t) = &v.sg {
-            // qr_tall's lanes step through all of its M rows, so blocks of at most half the
-            // leaf height (the upper levels' few stacked R's) take a shorter variant: the
-            // height rounded up to a multiple of 32, so that only a few such variants are
-            // ever built (each is a pipeline compiled on first use: exact heights made 44
-            // qr_tall pipelines for one 4096² and one 65536×256 QR, BENCHMARKS.md v34).
             let t = match v.stack.filter(|_| level.stacked) {
                 // A stacked block: the variant for its height, else the largest one (which
                 // holds any stacked block).
                 Some((_, most)) => {
                     Tall::stacked(ctx, stack_height(level.rows / b, b), b).unwrap_or(most)
                 }
+                // Dense blocks: qr_tall's lanes step through all of its M rows, so blocks of
+                // at most half the leaf height (the upper levels' few stacked R's) take a
+                // shorter variant, the height rounded up to a multiple of 32 so that only a
+                // few are ever built (each is a pipeline compiled on first use: exact heights
+                // made 44 qr_tall pipelines for one 4096² and one 65536×256 QR, v34).
                 None => {
                     let height = level
                         .rows
