@@ -24,6 +24,12 @@
 // rows, by the column's height; see PH): from each phase on, the vec4s holding rows above it are
 // neither read nor written (the same step code with those vec4s compiled out), since with the
 // GPU full the steps are bound by instruction issue (BENCHMARKS.md v38, v39).
+//
+// UNROLL (columns of up to 32 rows): the steps are instead written out, each with its c a
+// constant (`fast`), so that every row test above folds away, and without the rare paths
+// (tiny residual, NaN, a non-finite update coefficient), whose code copied into every step
+// would have tripled the kernel's size. A matrix that needs one of them anywhere is factored
+// again by the loop of `step` from the staging area, which still holds it (BENCHMARKS.md v48).
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
@@ -52,12 +58,14 @@ override MPW: u32 = 1u;      // matrices per workgroup
 override WG: u32 = 64u;      // MPW · NC
 override ST4: u32 = 288u;    // MPW · PER / 4
 override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
-// Vec4s per phase of the step loop (see there): one where a column is one register (16 rows),
-// two where it is two, a register's four otherwise. H100, against phases of a register: per
+// Vec4s per phase of the step loops (not UNROLL; see there): one where a column is one register
+// (16 rows), two where it is two, a register's four otherwise. H100, against phases of a register: per
 // vec4 at 16×16 (10000 / 100000 matrices) 0.066 → 0.055 ms, 0.538 → 0.415 ms; at 32×32 per vec4
 // 0.275 → 0.277 ms (eight copies of the step), per two vec4s 0.272 → 0.254 ms; 64×64 too noisy
 // to tell (BENCHMARKS.md v39, v40).
 override PH: u32 = select(select(4u, 2u, QM == 2u), 1u, QM == 1u);
+// The steps written out, each c a constant (`fast`), instead of the phase loops of `step`.
+override UNROLL: bool = true;
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
@@ -77,11 +85,21 @@ struct Params {
 
 var<workgroup> st: array<vec4<f32>, ST4>;
 var<workgroup> vb: array<vec4<f32>, VBN>;
+// Unrolled pass (UNROLL): set by a lane whose matrix needs the pass redone (`redo` for any
+// matrix of the workgroup, `redo_slot` per matrix), and `redo`'s copy for workgroupUniformLoad
+// (which takes no atomic).
+var<workgroup> redo: atomic<u32>;
+var<workgroup> redo_slot: array<atomic<u32>, MPW>;
+var<workgroup> redo_all: u32;
 
 
 // NaN test on the bits: WGSL lets a compiler assume no NaN in float comparisons.
 fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) < 0x7f800000u;
 }
 
 fn nan() -> f32 {
@@ -229,6 +247,31 @@ fn msel(b: mat4x4<f32>, a: mat4x4<f32>, m: bool, q: u32, lo: u32) -> mat4x4<f32>
     return r;
 }
 
+// a - w·x over register q's vec4s from lo on, unmasked (for a finite w, a row where x is zero
+// keeps its value exactly).
+fn mfma(a: mat4x4<f32>, x: mat4x4<f32>, w: f32, q: u32, lo: u32) -> mat4x4<f32> {
+    var r = a;
+    let nw = vec4<f32>(-w);
+    if v_on(q, 0u, lo) { r[0] = fma(nw, x[0], a[0]); }
+    if v_on(q, 1u, lo) { r[1] = fma(nw, x[1], a[1]); }
+    if v_on(q, 2u, lo) { r[2] = fma(nw, x[2], a[2]); }
+    if v_on(q, 3u, lo) { r[3] = fma(nw, x[3], a[3]); }
+    return r;
+}
+
+// `at`, or the vec4 of register q that holds row c where one does (phase lo): over all
+// registers, the vec4 whose component c % 4 is row c (a select, not a product with a unit
+// vector, which would turn an infinite entry elsewhere into NaN).
+fn row_pick(at: vec4<f32>, m: mat4x4<f32>, q: u32, c: u32, lo: u32) -> vec4<f32> {
+    let cv = vec4<u32>(c);
+    var r = at;
+    if v_on(q, 0u, lo) { r = select(r, m[0], rows_of(q, 0u) == cv); }
+    if v_on(q, 1u, lo) { r = select(r, m[1], rows_of(q, 1u) == cv); }
+    if v_on(q, 2u, lo) { r = select(r, m[2], rows_of(q, 2u) == cv); }
+    if v_on(q, 3u, lo) { r = select(r, m[3], rows_of(q, 3u) == cv); }
+    return r;
+}
+
 // Register q restricted to rows > c (x of the reflector for row c); in phase lo the vec4s above
 // row 4·lo are zero without a select.
 fn mat_below(m: mat4x4<f32>, q: u32, c: u32, lo: u32) -> mat4x4<f32> {
@@ -369,6 +412,36 @@ fn stage_a(e: u32, total: u32, x: f32) {
     }
 }
 
+// The lane's column into registers: A's column j scaled (by 2^-ex) from the staging area, or
+// column j - N of the identity; the lane of column 0 publishes it for step 0.
+fn start(live: bool, sb: u32, slot: u32, j: u32, a0: ptr<function, mat4x4<f32>>,
+         a1: ptr<function, mat4x4<f32>>, a2: ptr<function, mat4x4<f32>>,
+         a3: ptr<function, mat4x4<f32>>, ex: ptr<function, i32>) {
+    if live {
+        if j < N {
+            let b4 = (sb + j * LDA) / 4u;
+            *a0 = read_mat(b4, 0u);
+            if QM > 1u { *a1 = read_mat(b4, 1u); }
+            if QM > 2u { *a2 = read_mat(b4, 2u); }
+            if QM > 3u { *a3 = read_mat(b4, 3u); }
+            *ex = scale_exp(max(max(mat_max(*a0), mat_max(*a1)),
+                                max(mat_max(*a2), mat_max(*a3))));
+            *a0 = scaled(*a0, -*ex);
+            if QM > 1u { *a1 = scaled(*a1, -*ex); }
+            if QM > 2u { *a2 = scaled(*a2, -*ex); }
+            if QM > 3u { *a3 = scaled(*a3, -*ex); }
+        } else {
+            *a0 = unit_mat(j - N, 0u);
+            if QM > 1u { *a1 = unit_mat(j - N, 1u); }
+            if QM > 2u { *a2 = unit_mat(j - N, 2u); }
+            if QM > 3u { *a3 = unit_mat(j - N, 3u); }
+        }
+        if j == 0u {
+            publish(slot * 4u * QM, *a0, *a1, *a2, *a3, 0u);
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn qr_columns(
     @builtin(local_invocation_index) lid: u32,
@@ -413,6 +486,12 @@ fn qr_columns(
             st_set(sb + j * LDA + i, 0.0);
         }
     }
+    if lid == 0u {
+        atomicStore(&redo, 0u);
+    }
+    if lid < MPW {
+        atomicStore(&redo_slot[lid], 0u);
+    }
     workgroupBarrier();
 
     var a0 = mat4x4<f32>();
@@ -420,112 +499,133 @@ fn qr_columns(
     var a2 = mat4x4<f32>();
     var a3 = mat4x4<f32>();
     var ex = 0; // this column of A was scaled by 2^-ex
-    if live {
-        if j < N {
-            let b4 = (sb + j * LDA) / 4u;
-            a0 = read_mat(b4, 0u);
-            if QM > 1u { a1 = read_mat(b4, 1u); }
-            if QM > 2u { a2 = read_mat(b4, 2u); }
-            if QM > 3u { a3 = read_mat(b4, 3u); }
-            ex = scale_exp(max(max(mat_max(a0), mat_max(a1)), max(mat_max(a2), mat_max(a3))));
-            a0 = scaled(a0, -ex);
-            if QM > 1u { a1 = scaled(a1, -ex); }
-            if QM > 2u { a2 = scaled(a2, -ex); }
-            if QM > 3u { a3 = scaled(a3, -ex); }
-        } else {
-            a0 = unit_mat(j - N, 0u);
-            if QM > 1u { a1 = unit_mat(j - N, 1u); }
-            if QM > 2u { a2 = unit_mat(j - N, 2u); }
-            if QM > 3u { a3 = unit_mat(j - N, 3u); }
-        }
-        if j == 0u {
-            publish(slot * 4u * QM, a0, a1, a2, a3, 0u);
-        }
-    }
+    start(live, sb, slot, j, &a0, &a1, &a2, &a3, &ex);
     var rdiag = 0.0; // R's diagonal entry of this lane's column (prescaled), once reflected
 
-    // Step c (see `step`) in phases of PH vec4s: reflector c is zero above row c, so from step
-    // 4·PH·h on the vec4s of rows above that are neither read nor changed, and phase h's steps
-    // are compiled without them (fewer instructions per step: with the GPU full, the steps are
-    // bound by instruction issue). Phases past the last register are compiled out.
-    if PH * 0u < 4u * QM {
-        for (var c = 4u * PH * 0u; c < min(K, 4u * PH * 1u); c++) {
-            step(c, PH * 0u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    if UNROLL {
+        // Every step written out with its c a constant (`fast`, in `quad`s of four).
+        var bad = false;
+        if 0u < K { quad(0u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 4u < K { quad(1u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 8u < K { quad(2u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 12u < K { quad(3u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 16u < K { quad(4u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 20u < K { quad(5u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 24u < K { quad(6u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 28u < K { quad(7u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 32u < K { quad(8u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 36u < K { quad(9u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 40u < K { quad(10u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 44u < K { quad(11u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 48u < K { quad(12u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 52u < K { quad(13u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 56u < K { quad(14u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        if 60u < K { quad(15u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
+        // A matrix that needed one of `step`'s rare paths anywhere is factored again from the
+        // staging area (intact until R is written) with `step`, in one loop (speed no longer
+        // matters there; code size does). The whole workgroup takes the loop (its barriers are
+        // uniform), the lanes of the other matrices keep their registers (step's `live` false),
+        // so that a matrix's results never depend on its neighbours in the batch.
+        if live && bad {
+            atomicOr(&redo, 1u);
+            atomicOr(&redo_slot[slot], 1u);
         }
-    }
-    if PH * 1u < 4u * QM {
-        for (var c = 4u * PH * 1u; c < min(K, 4u * PH * 2u); c++) {
-            step(c, PH * 1u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        workgroupBarrier();
+        if lid == 0u {
+            redo_all = atomicLoad(&redo);
         }
-    }
-    if PH * 2u < 4u * QM {
-        for (var c = 4u * PH * 2u; c < min(K, 4u * PH * 3u); c++) {
-            step(c, PH * 2u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if workgroupUniformLoad(&redo_all) != 0u {
+            let again = live && atomicLoad(&redo_slot[slot]) != 0u;
+            start(again, sb, slot, j, &a0, &a1, &a2, &a3, &ex);
+            rdiag = select(rdiag, 0.0, again);
+            for (var c = 0u; c < K; c++) {
+                step(c, 0u, slot, j, again, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 3u < 4u * QM {
-        for (var c = 4u * PH * 3u; c < min(K, 4u * PH * 4u); c++) {
-            step(c, PH * 3u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+    } else {
+        // Step c (see `step`) in phases of PH vec4s: reflector c is zero above row c, so from step
+        // 4·PH·h on the vec4s of rows above that are neither read nor changed, and phase h's steps
+        // are compiled without them (fewer instructions per step: with the GPU full, the steps are
+        // bound by instruction issue). Phases past the last register are compiled out.
+        if PH * 0u < 4u * QM {
+            for (var c = 4u * PH * 0u; c < min(K, 4u * PH * 1u); c++) {
+                step(c, PH * 0u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 4u < 4u * QM {
-        for (var c = 4u * PH * 4u; c < min(K, 4u * PH * 5u); c++) {
-            step(c, PH * 4u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 1u < 4u * QM {
+            for (var c = 4u * PH * 1u; c < min(K, 4u * PH * 2u); c++) {
+                step(c, PH * 1u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 5u < 4u * QM {
-        for (var c = 4u * PH * 5u; c < min(K, 4u * PH * 6u); c++) {
-            step(c, PH * 5u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 2u < 4u * QM {
+            for (var c = 4u * PH * 2u; c < min(K, 4u * PH * 3u); c++) {
+                step(c, PH * 2u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 6u < 4u * QM {
-        for (var c = 4u * PH * 6u; c < min(K, 4u * PH * 7u); c++) {
-            step(c, PH * 6u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 3u < 4u * QM {
+            for (var c = 4u * PH * 3u; c < min(K, 4u * PH * 4u); c++) {
+                step(c, PH * 3u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 7u < 4u * QM {
-        for (var c = 4u * PH * 7u; c < min(K, 4u * PH * 8u); c++) {
-            step(c, PH * 7u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 4u < 4u * QM {
+            for (var c = 4u * PH * 4u; c < min(K, 4u * PH * 5u); c++) {
+                step(c, PH * 4u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 8u < 4u * QM {
-        for (var c = 4u * PH * 8u; c < min(K, 4u * PH * 9u); c++) {
-            step(c, PH * 8u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 5u < 4u * QM {
+            for (var c = 4u * PH * 5u; c < min(K, 4u * PH * 6u); c++) {
+                step(c, PH * 5u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 9u < 4u * QM {
-        for (var c = 4u * PH * 9u; c < min(K, 4u * PH * 10u); c++) {
-            step(c, PH * 9u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 6u < 4u * QM {
+            for (var c = 4u * PH * 6u; c < min(K, 4u * PH * 7u); c++) {
+                step(c, PH * 6u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 10u < 4u * QM {
-        for (var c = 4u * PH * 10u; c < min(K, 4u * PH * 11u); c++) {
-            step(c, PH * 10u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 7u < 4u * QM {
+            for (var c = 4u * PH * 7u; c < min(K, 4u * PH * 8u); c++) {
+                step(c, PH * 7u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 11u < 4u * QM {
-        for (var c = 4u * PH * 11u; c < min(K, 4u * PH * 12u); c++) {
-            step(c, PH * 11u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 8u < 4u * QM {
+            for (var c = 4u * PH * 8u; c < min(K, 4u * PH * 9u); c++) {
+                step(c, PH * 8u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 12u < 4u * QM {
-        for (var c = 4u * PH * 12u; c < min(K, 4u * PH * 13u); c++) {
-            step(c, PH * 12u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 9u < 4u * QM {
+            for (var c = 4u * PH * 9u; c < min(K, 4u * PH * 10u); c++) {
+                step(c, PH * 9u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 13u < 4u * QM {
-        for (var c = 4u * PH * 13u; c < min(K, 4u * PH * 14u); c++) {
-            step(c, PH * 13u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 10u < 4u * QM {
+            for (var c = 4u * PH * 10u; c < min(K, 4u * PH * 11u); c++) {
+                step(c, PH * 10u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 14u < 4u * QM {
-        for (var c = 4u * PH * 14u; c < min(K, 4u * PH * 15u); c++) {
-            step(c, PH * 14u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 11u < 4u * QM {
+            for (var c = 4u * PH * 11u; c < min(K, 4u * PH * 12u); c++) {
+                step(c, PH * 11u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
-    }
-    if PH * 15u < 4u * QM {
-        for (var c = 4u * PH * 15u; c < min(K, 4u * PH * 16u); c++) {
-            step(c, PH * 15u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+        if PH * 12u < 4u * QM {
+            for (var c = 4u * PH * 12u; c < min(K, 4u * PH * 13u); c++) {
+                step(c, PH * 12u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
+        }
+        if PH * 13u < 4u * QM {
+            for (var c = 4u * PH * 13u; c < min(K, 4u * PH * 14u); c++) {
+                step(c, PH * 13u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
+        }
+        if PH * 14u < 4u * QM {
+            for (var c = 4u * PH * 14u; c < min(K, 4u * PH * 15u); c++) {
+                step(c, PH * 14u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
+        }
+        if PH * 15u < 4u * QM {
+            for (var c = 4u * PH * 15u; c < min(K, 4u * PH * 16u); c++) {
+                step(c, PH * 15u, slot, j, live, &a0, &a1, &a2, &a3, &rdiag);
+            }
         }
     }
     if j < K {
@@ -600,7 +700,7 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
     if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
     let alpha = vb[b4 + c / 4u][c % 4u];
     let rf = reflector(x0, x1, x2, x3, alpha, c, lo);
-    *rdiag = select(*rdiag, rf.beta, j == c);
+    *rdiag = select(*rdiag, rf.beta, live && j == c);
     // Lanes j ≤ c compute the update too and drop it (a select, not a branch: inside the
     // step's chain of dependent operations, branches cost more than the arithmetic).
     let upd = live && j > c;
@@ -628,4 +728,72 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
     if j == c + 1u && j < K {
         publish(((1u - half) * MPW + slot) * 4u * QM, *a0, *a1, *a2, *a3, lo);
     }
+}
+
+// Step c of the unrolled pass (UNROLL): `step`'s work with c a constant once inlined, so every
+// row test folds away (x is the loaded column with its first rows zero, row c of a column is
+// one register), and without `step`'s rare paths, whose code, copied into every step, made the
+// unrolled kernel three times as large. H = I − coef·g·gᵀ with g = x + gc·e_c is applied as
+// d = a·x + gc·a_c (a·x formed beside ‖x‖², not after the reflector), a −= w·x, a_c −= w·gc.
+// Lanes j ≤ c apply it too: their rows above c do not change (x is zero there, w finite), the
+// rest of such a column is below its diagonal (never written out) or its row j (replaced by
+// rdiag at the end), so the lane is not masked. Where `step` would take a rare path (a residual
+// norm² below 2^-60 or NaN, a non-finite w) `bad` is set and this pass's results are not used:
+// the workgroup factors its matrices again with `step` (see qr_columns).
+fn fast(c: u32, lo: u32, slot: u32, j: u32, a0: ptr<function, mat4x4<f32>>,
+        a1: ptr<function, mat4x4<f32>>, a2: ptr<function, mat4x4<f32>>,
+        a3: ptr<function, mat4x4<f32>>, rdiag: ptr<function, f32>, bad: ptr<function, bool>) {
+    workgroupBarrier();
+    let half = c % 2u;
+    let b4 = (half * MPW + slot) * 4u * QM;
+    let alpha = vb[b4 + c / 4u][c % 4u];
+    if c + 1u >= M {
+        // No rows below c: H = I (tau = 0), R's diagonal entry is alpha.
+        *rdiag = select(*rdiag, alpha, j == c);
+        return;
+    }
+    var x0 = mat4x4<f32>();
+    var x1 = mat4x4<f32>();
+    var x2 = mat4x4<f32>();
+    var x3 = mat4x4<f32>();
+    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u, lo), 0u, c, lo); }
+    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u, lo), 1u, c, lo); }
+    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u, lo), 2u, c, lo); }
+    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
+    let ss = (mdot(x0, x0, 0u, lo) + mdot(x1, x1, 1u, lo))
+        + (mdot(x2, x2, 2u, lo) + mdot(x3, x3, 3u, lo));
+    let dax = (mdot(*a0, x0, 0u, lo) + mdot(*a1, x1, 1u, lo))
+        + (mdot(*a2, x2, 2u, lo) + mdot(*a3, x3, 3u, lo));
+    var at = vec4<f32>();
+    if mat_on(0u, lo) { at = row_pick(at, *a0, 0u, c, lo); }
+    if mat_on(1u, lo) { at = row_pick(at, *a1, 1u, c, lo); }
+    if mat_on(2u, lo) { at = row_pick(at, *a2, 2u, c, lo); }
+    if mat_on(3u, lo) { at = row_pick(at, *a3, 3u, c, lo); }
+    let ac = at[c & 3u];
+    // `reflector`'s common path: ‖x‖² ≥ 2^-60, so |beta·gc| ≥ 2^-60 and coef is finite.
+    let h = sqrt(fma(alpha, alpha, ss));
+    let beta = select(h, -h, alpha >= 0.0);
+    let gc = alpha - beta;
+    let coef = -1.0 / (beta * gc);
+    let w = coef * fma(gc, ac, dax);
+    *rdiag = select(*rdiag, beta, j == c);
+    *bad = *bad || is_nan(ss) || is_nan(alpha) || ss < SLOW_SS || !is_finite(w);
+    let ncol = fma(-w, gc, ac);
+    if mat_on(0u, lo) { *a0 = put(mfma(*a0, x0, w, 0u, lo), 0u, c, ncol, lo); }
+    if mat_on(1u, lo) { *a1 = put(mfma(*a1, x1, w, 1u, lo), 1u, c, ncol, lo); }
+    if mat_on(2u, lo) { *a2 = put(mfma(*a2, x2, w, 2u, lo), 2u, c, ncol, lo); }
+    if mat_on(3u, lo) { *a3 = put(mfma(*a3, x3, w, 3u, lo), 3u, c, ncol, lo); }
+    if j == c + 1u && j < K {
+        publish(((1u - half) * MPW + slot) * 4u * QM, *a0, *a1, *a2, *a3, lo);
+    }
+}
+
+// Steps 4·lo .. 4·lo + 3 of the unrolled pass (those below K), each c a constant once inlined.
+fn quad(lo: u32, slot: u32, j: u32, a0: ptr<function, mat4x4<f32>>,
+        a1: ptr<function, mat4x4<f32>>, a2: ptr<function, mat4x4<f32>>,
+        a3: ptr<function, mat4x4<f32>>, rdiag: ptr<function, f32>, bad: ptr<function, bool>) {
+    if 4u * lo < K { fast(4u * lo, lo, slot, j, a0, a1, a2, a3, rdiag, bad); }
+    if 4u * lo + 1u < K { fast(4u * lo + 1u, lo, slot, j, a0, a1, a2, a3, rdiag, bad); }
+    if 4u * lo + 2u < K { fast(4u * lo + 2u, lo, slot, j, a0, a1, a2, a3, rdiag, bad); }
+    if 4u * lo + 3u < K { fast(4u * lo + 3u, lo, slot, j, a0, a1, a2, a3, rdiag, bad); }
 }

@@ -300,6 +300,9 @@ impl Columns {
             ("WG", self.mpw * self.nc),
             ("ST4", self.mpw * self.per / 4),
             ("VBN", 2 * self.mpw * 4 * qm),
+            // Steps written out for columns of up to 32 rows; at 64 rows (64 steps of four
+            // registers) the loops stay (BENCHMARKS.md v48).
+            ("UNROLL", usize::from(qm <= 2)),
         ]
         .into_iter()
         .map(|(k, v)| (k, v as f64))
