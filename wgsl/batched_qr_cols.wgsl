@@ -59,10 +59,10 @@ override WG: u32 = 64u;      // MPW · NC
 override ST4: u32 = 288u;    // MPW · PER / 4
 override VBN: u32 = 16u;     // 2 · MPW · 4 · QM
 // Vec4s per phase of the step loops (not UNROLL; see there): one where a column is one register
-// (16 rows), two where it is two, a register's four otherwise. H100, against phases of a register: per
-// vec4 at 16×16 (10000 / 100000 matrices) 0.066 → 0.055 ms, 0.538 → 0.415 ms; at 32×32 per vec4
-// 0.275 → 0.277 ms (eight copies of the step), per two vec4s 0.272 → 0.254 ms; 64×64 too noisy
-// to tell (BENCHMARKS.md v39, v40).
+// (16 rows), two where it is two, a register's four otherwise. H100, against phases of a
+// register: per vec4 at 16×16 (10000 / 100000 matrices) 0.066 → 0.055 ms, 0.538 → 0.415 ms; at
+// 32×32 per vec4 0.275 → 0.277 ms (eight copies of the step), per two vec4s 0.272 → 0.254 ms;
+// 64×64 too noisy to tell (BENCHMARKS.md v39, v40).
 override PH: u32 = select(select(4u, 2u, QM == 2u), 1u, QM == 1u);
 // The steps written out, each c a constant (`fast`), instead of the phase loops of `step`.
 override UNROLL: bool = true;
@@ -282,6 +282,23 @@ fn mat_below(m: mat4x4<f32>, q: u32, c: u32, lo: u32) -> mat4x4<f32> {
     if v_on(q, 1u, lo) { r[1] = select(z, m[1], rows_of(q, 1u) > cv); }
     if v_on(q, 2u, lo) { r[2] = select(z, m[2], rows_of(q, 2u) > cv); }
     if v_on(q, 3u, lo) { r[3] = select(z, m[3], rows_of(q, 3u) > cv); }
+    return r;
+}
+
+// The published column's rows below c (x of reflector c), per register, in phase lo.
+struct Below {
+    x0: mat4x4<f32>,
+    x1: mat4x4<f32>,
+    x2: mat4x4<f32>,
+    x3: mat4x4<f32>,
+}
+
+fn load_x(b4: u32, c: u32, lo: u32) -> Below {
+    var r = Below(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>());
+    if mat_on(0u, lo) { r.x0 = mat_below(load_v(b4, 0u, lo), 0u, c, lo); }
+    if mat_on(1u, lo) { r.x1 = mat_below(load_v(b4, 1u, lo), 1u, c, lo); }
+    if mat_on(2u, lo) { r.x2 = mat_below(load_v(b4, 2u, lo), 2u, c, lo); }
+    if mat_on(3u, lo) { r.x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
     return r;
 }
 
@@ -690,14 +707,11 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
     workgroupBarrier();
     let half = c % 2u;
     let b4 = (half * MPW + slot) * 4u * QM;
-    var x0 = mat4x4<f32>();
-    var x1 = mat4x4<f32>();
-    var x2 = mat4x4<f32>();
-    var x3 = mat4x4<f32>();
-    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u, lo), 0u, c, lo); }
-    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u, lo), 1u, c, lo); }
-    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u, lo), 2u, c, lo); }
-    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
+    let xs = load_x(b4, c, lo);
+    let x0 = xs.x0;
+    let x1 = xs.x1;
+    let x2 = xs.x2;
+    let x3 = xs.x3;
     let alpha = vb[b4 + c / 4u][c % 4u];
     let rf = reflector(x0, x1, x2, x3, alpha, c, lo);
     *rdiag = select(*rdiag, rf.beta, live && j == c);
@@ -752,14 +766,11 @@ fn fast(c: u32, lo: u32, slot: u32, j: u32, a0: ptr<function, mat4x4<f32>>,
         *rdiag = select(*rdiag, alpha, j == c);
         return;
     }
-    var x0 = mat4x4<f32>();
-    var x1 = mat4x4<f32>();
-    var x2 = mat4x4<f32>();
-    var x3 = mat4x4<f32>();
-    if mat_on(0u, lo) { x0 = mat_below(load_v(b4, 0u, lo), 0u, c, lo); }
-    if mat_on(1u, lo) { x1 = mat_below(load_v(b4, 1u, lo), 1u, c, lo); }
-    if mat_on(2u, lo) { x2 = mat_below(load_v(b4, 2u, lo), 2u, c, lo); }
-    if mat_on(3u, lo) { x3 = mat_below(load_v(b4, 3u, lo), 3u, c, lo); }
+    let xs = load_x(b4, c, lo);
+    let x0 = xs.x0;
+    let x1 = xs.x1;
+    let x2 = xs.x2;
+    let x3 = xs.x3;
     let ss = (mdot(x0, x0, 0u, lo) + mdot(x1, x1, 1u, lo))
         + (mdot(x2, x2, 2u, lo) + mdot(x3, x3, 3u, lo));
     let dax = (mdot(*a0, x0, 0u, lo) + mdot(*a1, x1, 1u, lo))
