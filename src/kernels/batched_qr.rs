@@ -268,7 +268,16 @@ impl Columns {
         if !fits(1) {
             return None;
         }
-        let mut mpw = (TARGET_INVOCATIONS / nc).max(1);
+        // A matrix of 64 lanes with written-out steps (32×32 with Q) shares its workgroup with
+        // a second one: 174 vs 180 µs for 10000 of them on an H100; smaller matrices keep
+        // workgroups of about 64 lanes (four 16×16 or eight 8×8 per workgroup were no faster;
+        // BENCHMARKS.md v51). Taller ones (the loop variant) were not measured that way.
+        let target = if nc >= TARGET_INVOCATIONS && m <= 32 {
+            2 * TARGET_INVOCATIONS
+        } else {
+            TARGET_INVOCATIONS
+        };
+        let mut mpw = (target / nc).max(1);
         while mpw > 1 && !fits(mpw) {
             mpw -= 1;
         }
