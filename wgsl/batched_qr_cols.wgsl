@@ -28,7 +28,7 @@
 // UNROLL (columns of up to 32 rows): the steps are instead written out, each with its c a
 // constant (`fast`), so that every row test above folds away, and without the rare paths
 // (tiny residual, NaN, a non-finite update coefficient), whose code copied into every step
-// would have tripled the kernel's size. A matrix that needs one of them anywhere is factored
+// doubled the kernel's size (168 KB instead of 85 for 32×32). A matrix that needs one of them anywhere is factored
 // again by the loop of `step` from the staging area, which still holds it (BENCHMARKS.md v48).
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
@@ -747,7 +747,7 @@ fn step(c: u32, lo: u32, slot: u32, j: u32, live: bool, a0: ptr<function, mat4x4
 // Step c of the unrolled pass (UNROLL): `step`'s work with c a constant once inlined, so every
 // row test folds away (x is the loaded column with its first rows zero, row c of a column is
 // one register), and without `step`'s rare paths, whose code, copied into every step, made the
-// unrolled kernel three times as large. H = I − coef·g·gᵀ with g = x + gc·e_c is applied as
+// unrolled kernel twice as large. H = I − coef·g·gᵀ with g = x + gc·e_c is applied as
 // d = a·x + gc·a_c (a·x formed beside ‖x‖², not after the reflector), a −= w·x, a_c −= w·gc.
 // Lanes j ≤ c apply it too: their rows above c do not change (x is zero there, w finite), the
 // rest of such a column is below its diagonal (never written out) or its row j (replaced by

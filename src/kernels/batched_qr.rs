@@ -225,7 +225,8 @@ struct ColumnsParams {
 }
 
 /// A variant of `qr_columns` (`wgsl/batched_qr_cols.wgsl`) for one QR shape: one lane per column
-/// of [A | I] holding it in registers, each reflector computed once and broadcast.
+/// of [A | I] holding it in registers, every lane forming each reflector from its column,
+/// published in workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Columns {
     m: usize,

@@ -68,8 +68,9 @@ pub enum SmallKernel {
     #[default]
     Auto,
     /// `qr_columns`: one lane per column of A and of Qᵀ, each column in registers, every
-    /// reflector computed once and broadcast (m ≤ 64). Falls back to `Shared` (then to the
-    /// blocked path, as [`BatchedPath`] says) for shapes it does not take.
+    /// lane forming each reflector from its column, published in workgroup memory (m ≤ 64).
+    /// Falls back to `Shared` (then to the blocked path, as [`BatchedPath`] says) for shapes
+    /// it does not take.
     Columns,
     /// `qr_small`: the matrix in workgroup memory, one lane per column of A, every lane
     /// recomputing each reflector's norm, Q formed afterwards (the original kernel, kept for
