@@ -41,9 +41,11 @@
 //
 // Memory: A is loaded coalesced into a workgroup staging area (leading dimension LDA ≡ 4 mod 8, so
 // the lanes' vec4 column reads do not conflict), R and Q are written back through it coalesced.
-// Per matrix: PER floats of staging and 2·16·QM floats for the published column. MPW matrices per workgroup,
-// WG = MPW·NC lanes. The defaults (32×32 with Q: 4.6 KiB, 64 lanes) fit WebGPU's default limits;
-// the host checks each variant against the adapter.
+// Per matrix: PER floats of staging, 2·16·QM floats for the published column and a redo flag;
+// per workgroup two more words (see `redo`). MPW matrices per workgroup, WG = MPW·NC lanes. The
+// defaults (32×32 with Q: 4.6 KiB, 64 lanes) fit WebGPU's default limits; the host checks each
+// variant against the adapter (counting every word: llvmpipe's GL driver refused a variant
+// that the count without the redo flags had put exactly at its 32 KiB limit).
 
 override M: u32 = 32u;       // rows of A
 override N: u32 = 32u;       // columns of A

@@ -258,7 +258,9 @@ impl Columns {
         let per = (lda.checked_mul(n)?).max(m * qcols).div_ceil(4) * 4;
         let qm = m.div_ceil(16);
         let bytes = |mpw: usize| -> Option<u32> {
-            let floats = mpw.checked_mul(per + 2 * 16 * qm)?;
+            // Per matrix: staging, the published column (two halves) and a redo flag; per
+            // workgroup two more words (the redo flag of any matrix and its copy).
+            let floats = mpw.checked_mul(per + 2 * 16 * qm + 1)?.checked_add(2)?;
             u32::try_from(floats.checked_mul(4)?).ok()
         };
         let fits = |mpw: usize| {
