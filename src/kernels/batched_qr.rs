@@ -241,6 +241,8 @@ pub(crate) struct Columns {
     per: usize,
     /// Matrices per workgroup.
     mpw: usize,
+    /// Steps written out (the kernel's UNROLL), see [`Columns::new`].
+    unroll: bool,
 }
 
 impl Columns {
@@ -275,7 +277,11 @@ impl Columns {
         // a second one: 174 vs 180 µs for 10000 of them on an H100; smaller matrices keep
         // workgroups of about 64 lanes (four 16×16 or eight 8×8 per workgroup were no faster;
         // BENCHMARKS.md v51). Taller ones (the loop variant) were not measured that way.
-        let target = if nc >= TARGET_INVOCATIONS && m <= 32 {
+        // Steps written out up to 32 rows (at 64, 64 steps of four registers, the loops stay:
+        // BENCHMARKS.md v48), except on GL: llvmpipe's GL driver compiles that kernel for
+        // longer than wgpu's GL backend waits for its context lock (6 s) in another thread.
+        let unroll = m <= 32 && ctx.adapter_info().backend != wgpu::Backend::Gl;
+        let target = if nc >= TARGET_INVOCATIONS && unroll {
             2 * TARGET_INVOCATIONS
         } else {
             TARGET_INVOCATIONS
@@ -293,6 +299,7 @@ impl Columns {
             lda,
             per,
             mpw,
+            unroll,
         })
     }
 
@@ -312,9 +319,7 @@ impl Columns {
             ("WG", self.mpw * self.nc),
             ("ST4", self.mpw * self.per / 4),
             ("VBN", 2 * self.mpw * 4 * qm),
-            // Steps written out for columns of up to 32 rows; at 64 rows (64 steps of four
-            // registers) the loops stay (BENCHMARKS.md v48).
-            ("UNROLL", usize::from(qm <= 2)),
+            ("UNROLL", usize::from(self.unroll)),
         ]
         .into_iter()
         .map(|(k, v)| (k, v as f64))
