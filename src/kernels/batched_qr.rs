@@ -273,14 +273,14 @@ impl Columns {
         if !fits(1) {
             return None;
         }
-        // A matrix of 64 lanes with written-out steps (32×32 with Q) shares its workgroup with
-        // a second one: 174 vs 180 µs for 10000 of them on an H100; smaller matrices keep
-        // workgroups of about 64 lanes (four 16×16 or eight 8×8 per workgroup were no faster;
-        // BENCHMARKS.md v51). Taller ones (the loop variant) were not measured that way.
         // Steps written out up to 32 rows (at 64, 64 steps of four registers, the loops stay:
         // BENCHMARKS.md v48), except on GL: llvmpipe's GL driver compiles that kernel for
         // longer than wgpu's GL backend waits for its context lock (6 s) in another thread.
         let unroll = m <= 32 && ctx.adapter_info().backend != wgpu::Backend::Gl;
+        // A matrix of 64 lanes with written-out steps (32×32 with Q) shares its workgroup with
+        // a second one: 174 vs 180 µs for 10000 of them on an H100; smaller matrices keep
+        // workgroups of about 64 lanes (four 16×16 or eight 8×8 per workgroup were no faster;
+        // BENCHMARKS.md v51). Taller ones (the loop variant) were not measured that way.
         let target = if nc >= TARGET_INVOCATIONS && unroll {
             2 * TARGET_INVOCATIONS
         } else {
