@@ -15,8 +15,8 @@
 //   identity     sets a matrix to the first columns of the identity.
 //   t_merge      the T of an outer panel from its inner panels' T blocks and S = VᵀV.
 //
-// Workgroup storage: about 2 KiB (t_merge: 13 KiB); invocations: WG (default 256). Fits WebGPU's
-// default limits.
+// Workgroup storage: about 2 KiB (t_merge: 16 KiB); invocations: WG (default 256; t_merge 256).
+// Fits WebGPU's default limits.
 
 override WG: u32 = 256u;
 // Threads per column in the panel's multi-column update (WG / GS columns at a time).
@@ -262,8 +262,8 @@ fn extract_v(
     aux[p.aux_offset + b * p.aux_stride + i + c * p.aux_ld] = v;
 }
 
-// T from S = VᵀV (in aux, k×k, ld aux_ld) and tau[tau_offset ..] (LAPACK slarft, forward, columnwise):
-// T[i,i] = tau_i, T[0:i, i] = -tau_i · T[0:i, 0:i] · S[0:i, i]. T is written to `a` (bound to
+// T from S = VᵀV (in aux, k×k, ld aux_ld) and tau[tau_offset ..] (LAPACK slarft, forward,
+// columnwise): T[i,i] = tau_i, T[0:i, i] = -tau_i · T[0:i, 0:i] · S[0:i, i]. T is written to `a` (bound to
 // the T buffer), zeros below the diagonal. One workgroup per matrix.
 @compute @workgroup_size(WG)
 fn larft(
@@ -344,85 +344,112 @@ fn identity(
     aux[p.aux_offset + b * p.aux_stride + i + j * p.aux_ld] = select(0.0, 1.0, i == j);
 }
 
-// T of an outer panel (k = p.k columns) from the T blocks of its inner panels (ib = p.ncols
-// wide, already on T's diagonal) and S = VᵀV of the outer panel's explicit V (aux):
-//   T[0:p0, p0:p0+w] = -T[0:p0, 0:p0] · S[0:p0, p0:p0+w] · T[p0:p0+w, p0:p0+w]
-// for the column blocks in order (the compact-WY product rule), and zeros below the diagonal
-// blocks. One workgroup per matrix; k - ib ≤ 96 and ib ≤ 32 (X fits XMAX).
-const XMAX: u32 = 3072u;
-var<workgroup> xm: array<f32, XMAX>;
+// T of an outer panel (k = p.k columns) from the T blocks of its inner panels (ib = p.ncols ≤ 32
+// wide, already on T's diagonal) and S = VᵀV of the outer panel's explicit V (aux), one block
+// column per launch. The launch for block column j (columns p0 = p.j0 = j·ib .. p0 + w) fills
+//   T[0:p0, p0:p0+w] = -T[0:p0, 0:p0] · S[0:p0, p0:p0+w] · T_jj
+// (the compact-WY product rule; it reads the blocks earlier launches wrote) and zeroes the
+// blocks below the diagonal in block row j. Workgroup (matrix, i) computes block row i < j:
+//   T_ij = -Σ_{l=i}^{j-1} T_il · Y_l,  Y_l = S_lj · T_jj,
+// with every operand staged in workgroup memory (four 32×32 tiles: 16 KiB) and each invocation
+// holding four outputs. One workgroup per block row rather than one per matrix: a single
+// workgroup walking all block columns took 60 µs per 128-wide T on an H100, issue-bound on one SM.
+const TB: u32 = 32u;
+var<workgroup> tm_tjj: array<f32, 1024>;
+var<workgroup> tm_s: array<f32, 1024>;
+var<workgroup> tm_y: array<f32, 1024>;
+var<workgroup> tm_t: array<f32, 1024>;
 
-@compute @workgroup_size(WG)
+// t_merge's outputs of invocation (r, c): T_ij[r, c] = -acc, and T_ji[r, c] = 0 below the diagonal.
+fn t_merge_out(tb: u32, r0: u32, p0: u32, r: u32, c: u32, w: u32, ib: u32, acc: f32) {
+    if r < ib && c < w {
+        a[tb + r0 + r + (p0 + c) * p.t_ld] = -acc;
+    }
+    if r < w && c < ib {
+        a[tb + p0 + r + (r0 + c) * p.t_ld] = 0.0;
+    }
+}
+
+@compute @workgroup_size(256)
 fn t_merge(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let b = matrix_index(wid, nwg);
+    let ib = p.ncols;
+    let p0 = p.j0;
+    let j = p0 / ib;
+    let g = matrix_index(wid, nwg);
+    let b = g / j;
+    let i = g % j;
     if b >= p.batch {
         return;
     }
     let sb = p.aux_offset + b * p.aux_stride;
     let tb = p.t_offset + b * p.t_stride;
-    let k = p.k;
-    let ib = p.ncols;
-    for (var e = lid; e < k * k; e += WG) {
-        let i = e % k;
-        let c = e / k;
-        if i / ib > c / ib {
-            a[tb + i + c * p.t_ld] = 0.0;
+    let w = min(ib, p.k - p0);
+    let r0 = i * ib;
+    // Invocation lid: row r of the tile, columns c0 + 8s for s = 0..3.
+    let r = lid % TB;
+    let c0 = lid / TB;
+    for (var e = lid; e < TB * TB; e += 256u) {
+        let q = e % TB;
+        let c = e / TB;
+        var v = 0.0;
+        if q <= c && c < w {
+            v = a[tb + p0 + q + (p0 + c) * p.t_ld];
         }
+        tm_tjj[e] = v;
     }
-    storageBarrier();
-    workgroupBarrier();
-    for (var p0 = ib; p0 < k; p0 += ib) {
-        let w = min(ib, k - p0);
-        for (var e = lid; e < p0 * w; e += WG) {
-            let i = e % p0;
-            let c = e / p0;
-            // Four partial sums: four pairs of loads in flight instead of one dependent chain
-            // of global loads (the whole merge was 159 µs for one 128-wide T on an H100).
-            var a0 = 0.0;
-            var a1 = 0.0;
-            var a2 = 0.0;
-            var a3 = 0.0;
-            let tcol = tb + p0 + (p0 + c) * p.t_ld;
-            let srow = sb + i + p0 * p.aux_ld;
-            var l = 0u;
-            for (; l + 4u <= c + 1u; l += 4u) {
-                a0 = fma(aux[srow + l * p.aux_ld], a[tcol + l], a0);
-                a1 = fma(aux[srow + (l + 1u) * p.aux_ld], a[tcol + l + 1u], a1);
-                a2 = fma(aux[srow + (l + 2u) * p.aux_ld], a[tcol + l + 2u], a2);
-                a3 = fma(aux[srow + (l + 3u) * p.aux_ld], a[tcol + l + 3u], a3);
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    var acc2 = 0.0;
+    var acc3 = 0.0;
+    for (var l = i; l < j; l++) {
+        // S_lj and T_il (upper triangle only where l = i) as tiles, row index fastest.
+        for (var e = lid; e < TB * TB; e += 256u) {
+            let q = e % TB;
+            let c = e / TB;
+            var sv = 0.0;
+            var tv = 0.0;
+            if q < ib && c < w {
+                sv = aux[sb + l * ib + q + (p0 + c) * p.aux_ld];
             }
-            for (; l <= c; l++) {
-                a0 = fma(aux[srow + l * p.aux_ld], a[tcol + l], a0);
+            if q < ib && c < ib && (l != i || q <= c) {
+                tv = a[tb + r0 + q + (l * ib + c) * p.t_ld];
             }
-            xm[i + c * p0] = (a0 + a1) + (a2 + a3);
+            tm_s[e] = sv;
+            tm_t[e] = tv;
         }
         workgroupBarrier();
-        for (var e = lid; e < p0 * w; e += WG) {
-            let i = e % p0;
-            let c = e / p0;
-            var a0 = 0.0;
-            var a1 = 0.0;
-            var a2 = 0.0;
-            var a3 = 0.0;
-            let trow = tb + i;
-            let xcol = c * p0;
-            var l = i;
-            for (; l + 4u <= p0; l += 4u) {
-                a0 = fma(a[trow + l * p.t_ld], xm[l + xcol], a0);
-                a1 = fma(a[trow + (l + 1u) * p.t_ld], xm[l + 1u + xcol], a1);
-                a2 = fma(a[trow + (l + 2u) * p.t_ld], xm[l + 2u + xcol], a2);
-                a3 = fma(a[trow + (l + 3u) * p.t_ld], xm[l + 3u + xcol], a3);
-            }
-            for (; l < p0; l++) {
-                a0 = fma(a[trow + l * p.t_ld], xm[l + xcol], a0);
-            }
-            a[tb + i + (p0 + c) * p.t_ld] = -((a0 + a1) + (a2 + a3));
+        var y0 = 0.0;
+        var y1 = 0.0;
+        var y2 = 0.0;
+        var y3 = 0.0;
+        for (var q = 0u; q < TB; q++) {
+            let sv = tm_s[r + q * TB];
+            y0 = fma(sv, tm_tjj[q + c0 * TB], y0);
+            y1 = fma(sv, tm_tjj[q + (c0 + 8u) * TB], y1);
+            y2 = fma(sv, tm_tjj[q + (c0 + 16u) * TB], y2);
+            y3 = fma(sv, tm_tjj[q + (c0 + 24u) * TB], y3);
         }
-        storageBarrier();
+        tm_y[r + c0 * TB] = y0;
+        tm_y[r + (c0 + 8u) * TB] = y1;
+        tm_y[r + (c0 + 16u) * TB] = y2;
+        tm_y[r + (c0 + 24u) * TB] = y3;
+        workgroupBarrier();
+        for (var q = 0u; q < TB; q++) {
+            let tv = tm_t[r + q * TB];
+            acc0 = fma(tv, tm_y[q + c0 * TB], acc0);
+            acc1 = fma(tv, tm_y[q + (c0 + 8u) * TB], acc1);
+            acc2 = fma(tv, tm_y[q + (c0 + 16u) * TB], acc2);
+            acc3 = fma(tv, tm_y[q + (c0 + 24u) * TB], acc3);
+        }
+        // The next round restages tm_s, tm_t and tm_y.
         workgroupBarrier();
     }
+    t_merge_out(tb, r0, p0, r, c0, w, ib, acc0);
+    t_merge_out(tb, r0, p0, r, c0 + 8u, w, ib, acc1);
+    t_merge_out(tb, r0, p0, r, c0 + 16u, w, ib, acc2);
+    t_merge_out(tb, r0, p0, r, c0 + 24u, w, ib, acc3);
 }

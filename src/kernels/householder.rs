@@ -296,7 +296,8 @@ pub(crate) fn identity(
 /// Completes the T (k×k, ld `t.ld`) of an outer panel of `k` columns whose inner panels of `ib`
 /// columns already have their T blocks on the diagonal, from S = VᵀV of the outer panel (`s`):
 /// the off-diagonal blocks by the compact-WY product rule, zeros below the diagonal blocks.
-/// Needs k - ib ≤ 96 and ib ≤ 32.
+/// One launch per block column after the first (each reads the blocks the launches before it
+/// wrote), one workgroup per block row above the diagonal and matrix. Needs ib ≤ 32.
 pub(crate) fn t_merge(
     rec: &mut Recorder,
     ctx: &Context,
@@ -306,38 +307,33 @@ pub(crate) fn t_merge(
     t: Mats,
     batch: usize,
 ) {
-    debug_assert!(ib <= 32 && k <= ib + 96);
-    let params = Params {
-        k: k as u32,
-        ncols: ib as u32,
-        batch: batch as u32,
-        aux_ld: s.ld as u32,
-        aux_offset: s.offset as u32,
-        aux_stride: s.stride as u32,
-        t_ld: t.ld as u32,
-        t_offset: t.offset as u32,
-        t_stride: t.stride as u32,
-        ..Default::default()
-    };
-    // One workgroup per matrix, each invocation a few outputs of a product whose every term is
-    // a global load: as many invocations as the adapter allows, up to 1024 (H100: 256 → 1024
-    // invocations took the 128-wide merge from 89 to 64 µs).
-    let limits = ctx.limits();
-    let wg = limits
-        .max_compute_invocations_per_workgroup
-        .min(limits.max_compute_workgroup_size_x)
-        .min(1024);
-    rec.dispatch(
-        ctx,
-        &SOURCE,
-        "t_merge",
-        &[("WG", wg as f64)],
-        &params,
-        &[
-            (t.buffer, Access::ReadWrite),
-            (s.buffer, Access::ReadWrite),
-            (s.buffer, Access::ReadWrite),
-        ],
-        grid(ctx, batch as u32),
-    );
+    debug_assert!((1..=32).contains(&ib));
+    for p0 in (ib..k).step_by(ib) {
+        let params = Params {
+            j0: p0 as u32,
+            k: k as u32,
+            ncols: ib as u32,
+            batch: batch as u32,
+            aux_ld: s.ld as u32,
+            aux_offset: s.offset as u32,
+            aux_stride: s.stride as u32,
+            t_ld: t.ld as u32,
+            t_offset: t.offset as u32,
+            t_stride: t.stride as u32,
+            ..Default::default()
+        };
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "t_merge",
+            &[],
+            &params,
+            &[
+                (t.buffer, Access::ReadWrite),
+                (s.buffer, Access::ReadWrite),
+                (s.buffer, Access::ReadWrite),
+            ],
+            grid(ctx, (batch * (p0 / ib)) as u32),
+        );
+    }
 }
