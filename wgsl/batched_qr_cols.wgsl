@@ -28,8 +28,9 @@
 // UNROLL (columns of up to 32 rows): the steps are instead written out, each with its c a
 // constant (`fast`), so that every row test above folds away, and without the rare paths
 // (tiny residual, NaN, a non-finite update coefficient), whose code copied into every step
-// doubled the kernel's size (168 KB instead of 85 for 32×32). A matrix that needs one of them anywhere is factored
-// again by the loop of `step` from the staging area, which still holds it (BENCHMARKS.md v48).
+// doubled the kernel's size (168 KB instead of 85 for 32×32). A matrix that needs one of them
+// anywhere is factored again by the loop of `step` from the staging area, which still holds it
+// (BENCHMARKS.md v48).
 
 // Scaling: each column of A is scaled once at load by a power of two 2^-e_j (exact) so that its
 // largest magnitude is in [0.5, 1); Householder QR is column-scaling equivariant (R of A·D is R·D,
@@ -42,7 +43,7 @@
 // Memory: A is loaded coalesced into a workgroup staging area (leading dimension LDA ≡ 4 mod 8, so
 // the lanes' vec4 column reads do not conflict), R and Q are written back through it coalesced.
 // Per matrix: PER floats of staging, 2·16·QM floats for the published column and a redo flag;
-// per workgroup two more words (see `redo`). MPW matrices per workgroup, WG = MPW·NC lanes. The
+// per workgroup one more word (see `redo_all`). MPW matrices per workgroup, WG = MPW·NC lanes. The
 // defaults (32×32 with Q: 4.6 KiB, 64 lanes) fit WebGPU's default limits; the host checks each
 // variant against the adapter (counting every word: llvmpipe's GL driver refused a variant
 // that the count without the redo flags had put exactly at its 32 KiB limit).
@@ -87,10 +88,8 @@ struct Params {
 
 var<workgroup> st: array<vec4<f32>, ST4>;
 var<workgroup> vb: array<vec4<f32>, VBN>;
-// Unrolled pass (UNROLL): set by a lane whose matrix needs the pass redone (`redo` for any
-// matrix of the workgroup, `redo_slot` per matrix), and `redo`'s copy for workgroupUniformLoad
-// (which takes no atomic).
-var<workgroup> redo: atomic<u32>;
+// Unrolled pass (UNROLL): set by a lane whose matrix needs the pass redone (`redo_slot`, per
+// matrix), and their OR for workgroupUniformLoad (which takes no atomic).
 var<workgroup> redo_slot: array<atomic<u32>, MPW>;
 var<workgroup> redo_all: u32;
 
@@ -505,9 +504,6 @@ fn qr_columns(
             st_set(sb + j * LDA + i, 0.0);
         }
     }
-    if lid == 0u {
-        atomicStore(&redo, 0u);
-    }
     if lid < MPW {
         atomicStore(&redo_slot[lid], 0u);
     }
@@ -522,7 +518,8 @@ fn qr_columns(
     var rdiag = 0.0; // R's diagonal entry of this lane's column (prescaled), once reflected
 
     if UNROLL {
-        // Every step written out with its c a constant (`fast`, in `quad`s of four).
+        // Every step written out with its c a constant (`fast`, in `quad`s of four); the host sets
+        // UNROLL only for M ≤ 32, so K ≤ 32 steps: eight quads.
         var bad = false;
         if 0u < K { quad(0u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
         if 4u < K { quad(1u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
@@ -532,26 +529,21 @@ fn qr_columns(
         if 20u < K { quad(5u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
         if 24u < K { quad(6u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
         if 28u < K { quad(7u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 32u < K { quad(8u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 36u < K { quad(9u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 40u < K { quad(10u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 44u < K { quad(11u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 48u < K { quad(12u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 52u < K { quad(13u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 56u < K { quad(14u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
-        if 60u < K { quad(15u, slot, j, &a0, &a1, &a2, &a3, &rdiag, &bad); }
         // A matrix that needed one of `step`'s rare paths anywhere is factored again from the
         // staging area (intact until R is written) with `step`, in one loop (speed no longer
         // matters there; code size does). The whole workgroup takes the loop (its barriers are
         // uniform), the lanes of the other matrices keep their registers (step's `live` false),
         // so that a matrix's results never depend on its neighbours in the batch.
         if live && bad {
-            atomicOr(&redo, 1u);
             atomicOr(&redo_slot[slot], 1u);
         }
         workgroupBarrier();
         if lid == 0u {
-            redo_all = atomicLoad(&redo);
+            var any = 0u;
+            for (var s = 0u; s < MPW; s++) {
+                any |= atomicLoad(&redo_slot[s]);
+            }
+            redo_all = any;
         }
         if workgroupUniformLoad(&redo_all) != 0u {
             let again = live && atomicLoad(&redo_slot[slot]) != 0u;

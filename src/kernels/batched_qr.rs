@@ -261,8 +261,8 @@ impl Columns {
         let qm = m.div_ceil(16);
         let bytes = |mpw: usize| -> Option<u32> {
             // Per matrix: staging, the published column (two halves) and a redo flag; per
-            // workgroup two more words (the redo flag of any matrix and its copy).
-            let floats = mpw.checked_mul(per + 2 * 16 * qm + 1)?.checked_add(2)?;
+            // workgroup one more word (the OR of the redo flags).
+            let floats = mpw.checked_mul(per + 2 * 16 * qm + 1)?.checked_add(1)?;
             u32::try_from(floats.checked_mul(4)?).ok()
         };
         let fits = |mpw: usize| {
