@@ -149,8 +149,9 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     ];
     for (s, &(m, n)) in shapes.iter().enumerate() {
         let a = random(m, n, 100 + s as u64);
-        // None is 128 wide (inner panels of 32 and the merged T); 40 leaves an inner remainder.
-        for nb in [None, Some(5), Some(16), Some(40)] {
+        // None is 128 wide (inner panels of 32 and the merged T); 40 leaves an inner remainder;
+        // 200 merges seven inner T blocks, the last 8 wide.
+        for nb in [None, Some(5), Some(16), Some(40), Some(200)] {
             check_qr(&format!("{m}×{n}"), &a, QrMode::Reduced, nb);
         }
     }

@@ -22,7 +22,8 @@
 //! for matrices too large for one workgroup runs the same code.
 //!
 //! Block size rule: `nb = min(k, 128)` with k = min(m, n), unless [`QrOptions::block_size`]
-//! says otherwise. Inner panels of 32 keep the sequential part of each panel short; outer panels
+//! says otherwise, and 256 where [`qr`] forms Q with k ≥ 4096 (forming Q is all K = nb
+//! updates). Inner panels of 32 keep the sequential part of each panel short; outer panels
 //! of 128 give the trailing-update GEMMs, which do most of the flops, a K of 128 instead of 32
 //! (measured on an H100 at 4096²: the rank-32 updates ran at 2–7 TF/s).
 
@@ -37,9 +38,20 @@ use crate::matrix::GpuMatrix;
 /// Default panel width (see the module docs).
 pub const DEFAULT_BLOCK_SIZE: usize = 128;
 
-/// Widest panel: outer panels are factored as inner panels of 32 columns, and
-/// `t_merge` builds the outer T from at most four of them.
-pub const MAX_BLOCK_SIZE: usize = 128;
+/// Panel width [`qr`] takes by default when it forms Q of a matrix with min(m, n) ≥
+/// [`WIDE_PANELS_FROM`]: forming Q is all trailing updates of K = nb, which run faster at
+/// K = 256. H100 span, two alternations, 128 / 256: Q and R 4096² 29.9–30.1 / 29.3–29.5 ms,
+/// 8192² 105.8–106.7 / 104.9–105.1 ms; the factorization alone (geqrf) gained nothing at 4096²
+/// and 8192² and lost at 2048² (9.6–9.7 / 9.9 ms), as did 1024² and 65536×256 with Q
+/// (4.13–4.15 / 4.56–4.57 ms), so smaller matrices, `geqrf` and mode R keep 128.
+const WIDE_BLOCK_SIZE: usize = 256;
+
+/// Smallest min(m, n) for which [`qr`] forms Q with [`WIDE_BLOCK_SIZE`] panels.
+const WIDE_PANELS_FROM: usize = 4096;
+
+/// Widest panel: outer panels are factored as inner panels of 32 columns, and `t_merge`
+/// builds the outer T from up to eight of them.
+pub const MAX_BLOCK_SIZE: usize = 256;
 
 /// Width of the inner panels an outer panel is factored in (the TSQR kernels' column count).
 pub(crate) const INNER_BLOCK: usize = 32;
@@ -75,7 +87,8 @@ pub enum PanelAlgorithm {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QrOptions {
     /// Panel width nb (at most [`MAX_BLOCK_SIZE`]; larger values are lowered to it); `None`
-    /// picks `min(min(m, n), 128)`.
+    /// picks `min(min(m, n), 128)`, or 256 where [`qr`] forms Q of a matrix with
+    /// min(m, n) ≥ 4096.
     pub block_size: Option<usize>,
     /// Panel factorization; the default picks TSQR for tall panels.
     pub panel: PanelAlgorithm,
@@ -715,6 +728,12 @@ pub fn qr_with(ctx: &Context, a: &GpuMatrix, mode: QrMode, options: &QrOptions) 
         QrMode::Reduced => (k, Some(k)),
         QrMode::Complete => (m, Some(m)),
         QrMode::R => (k, None),
+    };
+    let options = &QrOptions {
+        block_size: options
+            .block_size
+            .or((q_cols.is_some() && k >= WIDE_PANELS_FROM).then_some(WIDE_BLOCK_SIZE)),
+        ..*options
     };
     let mut rec = ctx.recorder(OP);
     let (f, ws) = factor_into(&mut rec, ctx, OP, a, options, q_cols.unwrap_or(0))?;
