@@ -263,8 +263,8 @@ fn extract_v(
 }
 
 // T from S = VᵀV (in aux, k×k, ld aux_ld) and tau[tau_offset ..] (LAPACK slarft, forward,
-// columnwise): T[i,i] = tau_i, T[0:i, i] = -tau_i · T[0:i, 0:i] · S[0:i, i]. T is written to `a` (bound to
-// the T buffer), zeros below the diagonal. One workgroup per matrix.
+// columnwise): T[i,i] = tau_i, T[0:i, i] = -tau_i · T[0:i, 0:i] · S[0:i, i]. T is written to `a`
+// (bound to the T buffer), zeros below the diagonal. One workgroup per matrix.
 @compute @workgroup_size(WG)
 fn larft(
     @builtin(local_invocation_index) lid: u32,

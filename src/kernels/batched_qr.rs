@@ -634,7 +634,7 @@ struct TallParams {
     r_stride: u32,
 }
 
-/// R X = C[0:n] for `batch` systems, one workgroup each, in global memory: R is the upper
+/// R X = `C[0:n]` for `batch` systems, one workgroup each, in global memory: R is the upper
 /// triangle of the n×n leading block of each matrix in `r` (as left by the blocked
 /// factorization), C = QᵀB in `c` (nrhs columns each). X (n×nrhs, consecutive) goes to `x` from
 /// element `x_offset`; 1 + the first exactly-zero diagonal index (0: none) to `info` from

@@ -342,8 +342,8 @@ impl Schedule<'_> {
         .record(rec, ctx);
     }
 
-    /// X[second] −= T[second, first] · X[first] (right side: X[:, second] −= X[:, first] ·
-    /// op(A)[first, second]), reading the solved X[first] from the scratch and the block of A
+    /// `X[second] −= T[second, first] · X[first]` (right side: `X[:, second] −= X[:, first] ·
+    /// op(A)[first, second]`), reading the solved `X[first]` from the scratch and the block of A
     /// through GEMM's transpose flags.
     fn update(
         &self,
