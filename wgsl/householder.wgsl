@@ -355,10 +355,22 @@ fn identity(
 // holding four outputs. One workgroup per block row rather than one per matrix: a single
 // workgroup walking all block columns took 60 µs per 128-wide T on an H100, issue-bound on one SM.
 const TB: u32 = 32u;
-var<workgroup> tm_tjj: array<f32, 1024>;
-var<workgroup> tm_s: array<f32, 1024>;
-var<workgroup> tm_y: array<f32, 1024>;
-var<workgroup> tm_t: array<f32, 1024>;
+// Left operands: S_lj at 0, T_il at TT; right operands: T_jj at 0, Y_l at TT.
+const TT: u32 = 1024u;
+var<workgroup> tm_left: array<f32, 2048>;
+var<workgroup> tm_right: array<f32, 2048>;
+
+// Row r, columns c0 + 8s (s = 0..3) of the 32×32 product of tm_left's tile at `lo` and
+// tm_right's tile at `ro` (both row index fastest).
+fn tile_product(lo: u32, ro: u32, r: u32, c0: u32) -> vec4<f32> {
+    var y = vec4<f32>();
+    for (var q = 0u; q < TB; q++) {
+        let b = vec4(tm_right[ro + q + c0 * TB], tm_right[ro + q + (c0 + 8u) * TB],
+                     tm_right[ro + q + (c0 + 16u) * TB], tm_right[ro + q + (c0 + 24u) * TB]);
+        y = fma(vec4(tm_left[lo + r + q * TB]), b, y);
+    }
+    return y;
+}
 
 // t_merge's outputs of invocation (r, c): T_ij[r, c] = -acc, and T_ji[r, c] = 0 below the diagonal.
 fn t_merge_out(tb: u32, r0: u32, p0: u32, r: u32, c: u32, w: u32, ib: u32, acc: f32) {
@@ -399,12 +411,9 @@ fn t_merge(
         if q <= c && c < w {
             v = a[tb + p0 + q + (p0 + c) * p.t_ld];
         }
-        tm_tjj[e] = v;
+        tm_right[e] = v;
     }
-    var acc0 = 0.0;
-    var acc1 = 0.0;
-    var acc2 = 0.0;
-    var acc3 = 0.0;
+    var acc = vec4<f32>();
     for (var l = i; l < j; l++) {
         // S_lj and T_il (upper triangle only where l = i) as tiles, row index fastest.
         for (var e = lid; e < TB * TB; e += 256u) {
@@ -418,38 +427,22 @@ fn t_merge(
             if q < ib && c < ib && (l != i || q <= c) {
                 tv = a[tb + r0 + q + (l * ib + c) * p.t_ld];
             }
-            tm_s[e] = sv;
-            tm_t[e] = tv;
+            tm_left[e] = sv;
+            tm_left[TT + e] = tv;
         }
         workgroupBarrier();
-        var y0 = 0.0;
-        var y1 = 0.0;
-        var y2 = 0.0;
-        var y3 = 0.0;
-        for (var q = 0u; q < TB; q++) {
-            let sv = tm_s[r + q * TB];
-            y0 = fma(sv, tm_tjj[q + c0 * TB], y0);
-            y1 = fma(sv, tm_tjj[q + (c0 + 8u) * TB], y1);
-            y2 = fma(sv, tm_tjj[q + (c0 + 16u) * TB], y2);
-            y3 = fma(sv, tm_tjj[q + (c0 + 24u) * TB], y3);
-        }
-        tm_y[r + c0 * TB] = y0;
-        tm_y[r + (c0 + 8u) * TB] = y1;
-        tm_y[r + (c0 + 16u) * TB] = y2;
-        tm_y[r + (c0 + 24u) * TB] = y3;
+        let y = tile_product(0u, 0u, r, c0);
+        tm_right[TT + r + c0 * TB] = y.x;
+        tm_right[TT + r + (c0 + 8u) * TB] = y.y;
+        tm_right[TT + r + (c0 + 16u) * TB] = y.z;
+        tm_right[TT + r + (c0 + 24u) * TB] = y.w;
         workgroupBarrier();
-        for (var q = 0u; q < TB; q++) {
-            let tv = tm_t[r + q * TB];
-            acc0 = fma(tv, tm_y[q + c0 * TB], acc0);
-            acc1 = fma(tv, tm_y[q + (c0 + 8u) * TB], acc1);
-            acc2 = fma(tv, tm_y[q + (c0 + 16u) * TB], acc2);
-            acc3 = fma(tv, tm_y[q + (c0 + 24u) * TB], acc3);
-        }
-        // The next round restages tm_s, tm_t and tm_y.
+        acc += tile_product(TT, TT, r, c0);
+        // The next round restages both arrays' tiles.
         workgroupBarrier();
     }
-    t_merge_out(tb, r0, p0, r, c0, w, ib, acc0);
-    t_merge_out(tb, r0, p0, r, c0 + 8u, w, ib, acc1);
-    t_merge_out(tb, r0, p0, r, c0 + 16u, w, ib, acc2);
-    t_merge_out(tb, r0, p0, r, c0 + 24u, w, ib, acc3);
+    t_merge_out(tb, r0, p0, r, c0, w, ib, acc.x);
+    t_merge_out(tb, r0, p0, r, c0 + 8u, w, ib, acc.y);
+    t_merge_out(tb, r0, p0, r, c0 + 16u, w, ib, acc.z);
+    t_merge_out(tb, r0, p0, r, c0 + 24u, w, ib, acc.w);
 }

@@ -72,6 +72,23 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// The fields of a T build from S (`larft`, `t_merge`): k, the batch, S in `aux` and T.
+    fn t_from_s(k: usize, batch: usize, s: &Mats, t: &Mats) -> Self {
+        Self {
+            k: k as u32,
+            batch: batch as u32,
+            aux_ld: s.ld as u32,
+            aux_offset: s.offset as u32,
+            aux_stride: s.stride as u32,
+            t_ld: t.ld as u32,
+            t_offset: t.offset as u32,
+            t_stride: t.stride as u32,
+            ..Default::default()
+        }
+    }
+}
+
 fn dispatch(
     rec: &mut Recorder,
     ctx: &Context,
@@ -205,17 +222,9 @@ pub(crate) fn larft(
     batch: usize,
 ) {
     let params = Params {
-        k: k as u32,
-        batch: batch as u32,
-        aux_ld: s.ld as u32,
-        aux_offset: s.offset as u32,
-        aux_stride: s.stride as u32,
         tau_offset: tau.offset as u32,
         tau_stride: tau.stride as u32,
-        t_ld: t.ld as u32,
-        t_offset: t.offset as u32,
-        t_stride: t.stride as u32,
-        ..Default::default()
+        ..Params::t_from_s(k, batch, &s, &t)
     };
     dispatch(
         rec,
@@ -311,16 +320,8 @@ pub(crate) fn t_merge(
     for p0 in (ib..k).step_by(ib) {
         let params = Params {
             j0: p0 as u32,
-            k: k as u32,
             ncols: ib as u32,
-            batch: batch as u32,
-            aux_ld: s.ld as u32,
-            aux_offset: s.offset as u32,
-            aux_stride: s.stride as u32,
-            t_ld: t.ld as u32,
-            t_offset: t.offset as u32,
-            t_stride: t.stride as u32,
-            ..Default::default()
+            ..Params::t_from_s(k, batch, &s, &t)
         };
         rec.dispatch(
             ctx,
