@@ -372,6 +372,58 @@ fn tile_product(lo: u32, ro: u32, r: u32, c0: u32) -> vec4<f32> {
     return y;
 }
 
+// t_merge's operand elements of invocation (r, c0): row r, columns c0 + 8s for s = 0..3.
+struct MergeOps {
+    s: vec4<f32>, // S_lj
+    t: vec4<f32>, // T_il, upper triangle only where l = i
+}
+
+fn merge_s(sb: u32, l: u32, ib: u32, p0: u32, w: u32, r: u32, c: u32) -> f32 {
+    if r < ib && c < w {
+        return aux[sb + l * ib + r + (p0 + c) * p.aux_ld];
+    }
+    return 0.0;
+}
+
+fn merge_t(tb: u32, r0: u32, l: u32, i: u32, ib: u32, r: u32, c: u32) -> f32 {
+    if r < ib && c < ib && (l != i || r <= c) {
+        return a[tb + r0 + r + (l * ib + c) * p.t_ld];
+    }
+    return 0.0;
+}
+
+fn merge_tjj(tb: u32, p0: u32, w: u32, r: u32, c: u32) -> f32 {
+    if r <= c && c < w {
+        return a[tb + p0 + r + (p0 + c) * p.t_ld];
+    }
+    return 0.0;
+}
+
+fn merge_ops(sb: u32, tb: u32, l: u32, i: u32, p0: u32, w: u32, ib: u32, r: u32,
+             c0: u32) -> MergeOps {
+    let r0 = i * ib;
+    return MergeOps(
+        vec4(merge_s(sb, l, ib, p0, w, r, c0), merge_s(sb, l, ib, p0, w, r, c0 + 8u),
+             merge_s(sb, l, ib, p0, w, r, c0 + 16u), merge_s(sb, l, ib, p0, w, r, c0 + 24u)),
+        vec4(merge_t(tb, r0, l, i, ib, r, c0), merge_t(tb, r0, l, i, ib, r, c0 + 8u),
+             merge_t(tb, r0, l, i, ib, r, c0 + 16u), merge_t(tb, r0, l, i, ib, r, c0 + 24u)),
+    );
+}
+
+fn left_put4(off: u32, r: u32, c0: u32, v: vec4<f32>) {
+    tm_left[off + r + c0 * TB] = v.x;
+    tm_left[off + r + (c0 + 8u) * TB] = v.y;
+    tm_left[off + r + (c0 + 16u) * TB] = v.z;
+    tm_left[off + r + (c0 + 24u) * TB] = v.w;
+}
+
+fn right_put4(off: u32, r: u32, c0: u32, v: vec4<f32>) {
+    tm_right[off + r + c0 * TB] = v.x;
+    tm_right[off + r + (c0 + 8u) * TB] = v.y;
+    tm_right[off + r + (c0 + 16u) * TB] = v.z;
+    tm_right[off + r + (c0 + 24u) * TB] = v.w;
+}
+
 // t_merge's outputs of invocation (r, c): T_ij[r, c] = -acc, and T_ji[r, c] = 0 below the diagonal.
 fn t_merge_out(tb: u32, r0: u32, p0: u32, r: u32, c: u32, w: u32, ib: u32, acc: f32) {
     if r < ib && c < w {
@@ -401,41 +453,23 @@ fn t_merge(
     let tb = p.t_offset + b * p.t_stride;
     let w = min(ib, p.k - p0);
     let r0 = i * ib;
-    // Invocation lid: row r of the tile, columns c0 + 8s for s = 0..3.
+    // Invocation lid: row r of the tiles, columns c0 + 8s for s = 0..3.
     let r = lid % TB;
     let c0 = lid / TB;
-    for (var e = lid; e < TB * TB; e += 256u) {
-        let q = e % TB;
-        let c = e / TB;
-        var v = 0.0;
-        if q <= c && c < w {
-            v = a[tb + p0 + q + (p0 + c) * p.t_ld];
-        }
-        tm_right[e] = v;
-    }
+    let tjj = vec4(merge_tjj(tb, p0, w, r, c0), merge_tjj(tb, p0, w, r, c0 + 8u),
+                   merge_tjj(tb, p0, w, r, c0 + 16u), merge_tjj(tb, p0, w, r, c0 + 24u));
+    var ops = merge_ops(sb, tb, i, i, p0, w, ib, r, c0);
+    right_put4(0u, r, c0, tjj);
     var acc = vec4<f32>();
     for (var l = i; l < j; l++) {
-        // S_lj and T_il (upper triangle only where l = i) as tiles, row index fastest.
-        for (var e = lid; e < TB * TB; e += 256u) {
-            let q = e % TB;
-            let c = e / TB;
-            var sv = 0.0;
-            var tv = 0.0;
-            if q < ib && c < w {
-                sv = aux[sb + l * ib + q + (p0 + c) * p.aux_ld];
-            }
-            if q < ib && c < ib && (l != i || q <= c) {
-                tv = a[tb + r0 + q + (l * ib + c) * p.t_ld];
-            }
-            tm_left[e] = sv;
-            tm_left[TT + e] = tv;
+        left_put4(0u, r, c0, ops.s);
+        left_put4(TT, r, c0, ops.t);
+        // The next round's operands load while this round computes.
+        if l + 1u < j {
+            ops = merge_ops(sb, tb, l + 1u, i, p0, w, ib, r, c0);
         }
         workgroupBarrier();
-        let y = tile_product(0u, 0u, r, c0);
-        tm_right[TT + r + c0 * TB] = y.x;
-        tm_right[TT + r + (c0 + 8u) * TB] = y.y;
-        tm_right[TT + r + (c0 + 16u) * TB] = y.z;
-        tm_right[TT + r + (c0 + 24u) * TB] = y.w;
+        right_put4(TT, r, c0, tile_product(0u, 0u, r, c0));
         workgroupBarrier();
         acc += tile_product(TT, TT, r, c0);
         // The next round restages both arrays' tiles.
