@@ -351,8 +351,9 @@ fn identity(
 // (the compact-WY product rule; it reads the blocks earlier launches wrote) and zeroes the
 // blocks below the diagonal in block row j. Workgroup (matrix, i) computes block row i < j:
 //   T_ij = -Σ_{l=i}^{j-1} T_il · Y_l,  Y_l = S_lj · T_jj,
-// with every operand staged in workgroup memory (four 32×32 tiles: 16 KiB) and each invocation
-// holding four outputs. One workgroup per block row rather than one per matrix: a single
+// with every operand staged in workgroup memory (four 32×32 tiles: 16 KiB), each invocation
+// holding four outputs and loading the next round's operands while the current round computes
+// (BENCHMARKS.md v55). One workgroup per block row rather than one per matrix: a single
 // workgroup walking all block columns took 60 µs per 128-wide T on an H100, issue-bound on one SM.
 const TB: u32 = 32u;
 // Left operands: S_lj at 0, T_il at TT; right operands: T_jj at 0, Y_l at TT.
