@@ -280,6 +280,51 @@ fn geqr2_leaves_h_identity_for_an_already_zero_column() {
     assert_eq!(download(&rv)[(0, 0)], -2.0, "beta = alpha when tau = 0");
 }
 
+/// The T of a panel merged from seven inner blocks (nb = 200: six of 32 and one of 8) is the
+/// compact-WY T of all 200 reflectors, checked against their product in f64, and the panel
+/// width asked for is the one used (a width clamped back to 128 would merge at most four).
+#[test]
+fn merged_t_of_a_wide_panel_is_the_compact_wy_t() {
+    let ctx = ctx();
+    let (m, n, nb) = (230, 210, 200);
+    let a = random(m, n, 900);
+    for panel in [PanelAlgorithm::Tsqr, PanelAlgorithm::OneWorkgroup] {
+        let opts = QrOptions {
+            block_size: Some(nb),
+            panel,
+            tsqr_block_rows: None,
+        };
+        let f = geqrf(ctx, &upload(&a), &opts).unwrap();
+        let t_all = download(&f.t);
+        assert_eq!(t_all.rows, nb, "{panel:?}: T's rows are the panel width");
+        let rv = download(&f.rv);
+        let tau = download(&f.tau).data;
+        let mut t = Mat::zeros(nb, nb);
+        for j in 0..nb {
+            for i in 0..nb {
+                t[(i, j)] = t_all[(i, j)];
+            }
+        }
+        let v = explicit_v(&rv, 0, nb);
+        let block = Mat::identity(m).sub(&v.matmul(&t).matmul(&v.t()));
+        let err = block
+            .sub(&reflector_product(&rv, &tau[..nb], 0, nb))
+            .max_abs();
+        // As in larft's test: T's entries are sums of nb products of O(1) values, nb·ε
+        // relative, times ‖V‖² ~ m.
+        let tol = 4.0 * (nb * m) as f64 * EPS;
+        assert!(
+            err <= tol,
+            "{panel:?}: max|I − VTVᵀ − ΠH| = {err:e} > {tol:e}"
+        );
+        for j in 0..nb {
+            for i in j + 1..nb {
+                assert_eq!(t[(i, j)], 0.0, "{panel:?}: T[{i},{j}] below the diagonal");
+            }
+        }
+    }
+}
+
 #[test]
 fn larft_builds_t_of_the_compact_wy_form() {
     let ctx = ctx();
