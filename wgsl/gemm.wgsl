@@ -250,19 +250,73 @@ const LBK: u32 = 16u;
 var<workgroup> ltile_a: array<vec4<f32>, 512>; // LBK * LBM / 4
 var<workgroup> ltile_b: array<vec4<f32>, 512>;
 
-// Row kk of a tile holds its 32 vec4s XOR-swizzled by kk % 8: invocations that store down K
-// (the transposed operands' loads) then hit 8 different banks instead of one (a 16-way
-// conflict). The swizzle keeps each half (vec4s 0-15, 16-31) in place, so reads stay simple.
-fn swz(kk: u32, q: u32) -> u32 {
-    return kk * (LBM / 4u) + (q ^ (kk & 7u));
+// Row kk of a tile holds its 32 vec4s; the tile of an operand that is stored down K (A when
+// TRANS_A, B unless TRANS_B: its global loads run along K) has them XOR-swizzled by kk % 8, so
+// that those stores hit 8 different banks instead of one (a 16-way conflict). The swizzle keeps
+// each half (vec4s 0-15, 16-31) in place, so reads stay simple. The other operand's tile is not
+// swizzled: its stores run along a row already, and dropping the XOR from its reads made the
+// 4096² products 5-7% faster on an H100 (BENCHMARKS.md, v56).
+fn swz_a(kk: u32, q: u32) -> u32 {
+    return kk * (LBM / 4u) + select(q, q ^ (kk & 7u), TRANS_A);
+}
+
+fn swz_b(kk: u32, q: u32) -> u32 {
+    return kk * (LBM / 4u) + select(q ^ (kk & 7u), q, TRANS_B);
 }
 
 fn lstore_a(kk: u32, i: u32, v: f32) {
-    ltile_a[swz(kk, i / 4u)][i % 4u] = v;
+    ltile_a[swz_a(kk, i / 4u)][i % 4u] = v;
 }
 
 fn lstore_b(kk: u32, j: u32, v: f32) {
-    ltile_b[swz(kk, j / 4u)][j % 4u] = v;
+    ltile_b[swz_b(kk, j / 4u)][j % 4u] = v;
+}
+
+// gemm_large's 8×8 register tile: c{cc + 8·half} holds rows 64·half + 4·tx … + 3 of column
+// (cc < 4 ? 0 : 64) + 4·ty + cc % 4 of the workgroup's 128×128 block.
+struct Acc {
+    c0: vec4<f32>,
+    c1: vec4<f32>,
+    c2: vec4<f32>,
+    c3: vec4<f32>,
+    c4: vec4<f32>,
+    c5: vec4<f32>,
+    c6: vec4<f32>,
+    c7: vec4<f32>,
+    c8: vec4<f32>,
+    c9: vec4<f32>,
+    c10: vec4<f32>,
+    c11: vec4<f32>,
+    c12: vec4<f32>,
+    c13: vec4<f32>,
+    c14: vec4<f32>,
+    c15: vec4<f32>,
+}
+
+// One kk of gemm_large's tile product: two vec4s of A's tile times two of B's, 64 FMAs.
+fn large_step(kk: u32, tx: u32, ty: u32, acc_in: Acc) -> Acc {
+    var acc = acc_in;
+    let a0 = ltile_a[swz_a(kk, tx)];
+    let a1 = ltile_a[swz_a(kk, 16u + tx)];
+    let b0 = ltile_b[swz_b(kk, ty)];
+    let b1 = ltile_b[swz_b(kk, 16u + ty)];
+    acc.c0 = fma(a0, vec4<f32>(b0.x), acc.c0);
+    acc.c1 = fma(a0, vec4<f32>(b0.y), acc.c1);
+    acc.c2 = fma(a0, vec4<f32>(b0.z), acc.c2);
+    acc.c3 = fma(a0, vec4<f32>(b0.w), acc.c3);
+    acc.c4 = fma(a0, vec4<f32>(b1.x), acc.c4);
+    acc.c5 = fma(a0, vec4<f32>(b1.y), acc.c5);
+    acc.c6 = fma(a0, vec4<f32>(b1.z), acc.c6);
+    acc.c7 = fma(a0, vec4<f32>(b1.w), acc.c7);
+    acc.c8 = fma(a1, vec4<f32>(b0.x), acc.c8);
+    acc.c9 = fma(a1, vec4<f32>(b0.y), acc.c9);
+    acc.c10 = fma(a1, vec4<f32>(b0.z), acc.c10);
+    acc.c11 = fma(a1, vec4<f32>(b0.w), acc.c11);
+    acc.c12 = fma(a1, vec4<f32>(b1.x), acc.c12);
+    acc.c13 = fma(a1, vec4<f32>(b1.y), acc.c13);
+    acc.c14 = fma(a1, vec4<f32>(b1.z), acc.c14);
+    acc.c15 = fma(a1, vec4<f32>(b1.w), acc.c15);
+    return acc;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -286,22 +340,7 @@ fn gemm_large(
     let ak_step = select(2u, 0u, TRANS_A);
     let bk_step = select(0u, 2u, TRANS_B);
     let bj_step = select(16u, 0u, TRANS_B);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    var acc8 = vec4<f32>(0.0);
-    var acc9 = vec4<f32>(0.0);
-    var acc10 = vec4<f32>(0.0);
-    var acc11 = vec4<f32>(0.0);
-    var acc12 = vec4<f32>(0.0);
-    var acc13 = vec4<f32>(0.0);
-    var acc14 = vec4<f32>(0.0);
-    var acc15 = vec4<f32>(0.0);
+    var acc = Acc();
     var pa0 = load_a(a_base, row0 + ai + 0u * ai_step, ak + 0u * ak_step);
     var pb0 = load_b(b_base, bk + 0u * bk_step, col0 + bj + 0u * bj_step);
     var pa1 = load_a(a_base, row0 + ai + 1u * ai_step, ak + 1u * ak_step);
@@ -357,36 +396,18 @@ fn gemm_large(
             pb7 = load_b(b_base, k1 + bk + 7u * bk_step, col0 + bj + 7u * bj_step);
         }
         for (var kk = 0u; kk < LBK; kk++) {
-            let a0 = ltile_a[swz(kk, tx)];
-            let a1 = ltile_a[swz(kk, 16u + tx)];
-            let b0 = ltile_b[swz(kk, ty)];
-            let b1 = ltile_b[swz(kk, 16u + ty)];
-            acc0 = fma(a0, vec4<f32>(b0.x), acc0);
-            acc1 = fma(a0, vec4<f32>(b0.y), acc1);
-            acc2 = fma(a0, vec4<f32>(b0.z), acc2);
-            acc3 = fma(a0, vec4<f32>(b0.w), acc3);
-            acc4 = fma(a0, vec4<f32>(b1.x), acc4);
-            acc5 = fma(a0, vec4<f32>(b1.y), acc5);
-            acc6 = fma(a0, vec4<f32>(b1.z), acc6);
-            acc7 = fma(a0, vec4<f32>(b1.w), acc7);
-            acc8 = fma(a1, vec4<f32>(b0.x), acc8);
-            acc9 = fma(a1, vec4<f32>(b0.y), acc9);
-            acc10 = fma(a1, vec4<f32>(b0.z), acc10);
-            acc11 = fma(a1, vec4<f32>(b0.w), acc11);
-            acc12 = fma(a1, vec4<f32>(b1.x), acc12);
-            acc13 = fma(a1, vec4<f32>(b1.y), acc13);
-            acc14 = fma(a1, vec4<f32>(b1.z), acc14);
-            acc15 = fma(a1, vec4<f32>(b1.w), acc15);
+            acc = large_step(kk, tx, ty, acc);
         }
         workgroupBarrier();
     }
-    // acc{cc + 8·half}: column col0 + (cc < 4 ? 0 : 64) + 4·ty + cc % 4, rows row0 + 64·half + 4·tx ..+3.
     let j0 = col0 + ty * 4u;
     let j1 = j0 + 64u;
     let r0 = row0 + 0u + tx * 4u;
     let r1 = row0 + 64u + tx * 4u;
-    update_half(c_base, r0, j0, j1, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
-    update_half(c_base, r1, j0, j1, acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
+    update_half(c_base, r0, j0, j1, acc.c0, acc.c1, acc.c2, acc.c3, acc.c4, acc.c5, acc.c6,
+                acc.c7);
+    update_half(c_base, r1, j0, j1, acc.c8, acc.c9, acc.c10, acc.c11, acc.c12, acc.c13, acc.c14,
+                acc.c15);
 }
 
 // Rows r … r + 3 of columns j0 … j0 + 3 (q0 … q3) and j1 … j1 + 3 (q4 … q7) of C: one half of
