@@ -2,10 +2,11 @@
 //! the crate (ablated copies of a kernel, microbenchmarks), measured as the crate's own kernels
 //! are built (no loop bounding, bounds checks on; `full` or `none` as the 10th argument change
 //! that). Bindings: 0, a uniform `{BATCH, 0, 0, 0}` or the u32 words of the 11th argument (for
-//! kernels with other parameter blocks); 1, a storage buffer of A_LEN floats filled with values
-//! in [-1, 1); 2 and 3, storage buffers of Q_LEN and R_LEN floats. Each of three rounds records
-//! REPS dispatches of GROUPS workgroups, each in its own pass with GPU timestamps; the last
-//! round's median, minimum and maximum are printed.
+//! kernels with other parameter blocks); 1, 2 and 3, storage buffers of A_LEN, Q_LEN and R_LEN
+//! floats, all filled with values in [-1, 1) (outputs too, so that a kernel reading one as an
+//! operand, as a GEMM's C or a probe's second input, never sees zero-filled memory). Each of
+//! three rounds records REPS dispatches of GROUPS workgroups, each in its own pass with GPU
+//! timestamps; the last round's median, minimum and maximum are printed.
 //!
 //! ```text
 //! wgsl_probe FILE ENTRY "NAME=VALUE,..." BATCH A_LEN Q_LEN R_LEN GROUPS [REPS] [full|none|default] [U32,U32,...]
@@ -80,13 +81,17 @@ fn main() {
     };
     let params = buf(words.len().max(4) as u64, U::UNIFORM | U::COPY_DST);
     q.write_buffer(&params, 0, bytemuck::cast_slice(&words));
-    let ab = buf(alen, U::STORAGE | U::COPY_DST);
-    let data: Vec<f32> = (0..alen)
-        .map(|i| ((i.wrapping_mul(2654435761) % 1000) as f32) / 500.0 - 1.0)
-        .collect();
-    q.write_buffer(&ab, 0, bytemuck::cast_slice(&data));
-    let qb = buf(qlen, U::STORAGE);
-    let rb = buf(rlen, U::STORAGE);
+    let filled = |len: u64| {
+        let b = buf(len, U::STORAGE | U::COPY_DST);
+        let data: Vec<f32> = (0..len)
+            .map(|i| ((i.wrapping_mul(2654435761) % 1000) as f32) / 500.0 - 1.0)
+            .collect();
+        q.write_buffer(&b, 0, bytemuck::cast_slice(&data));
+        b
+    };
+    let ab = filled(alen);
+    let qb = filled(qlen);
+    let rb = filled(rlen);
     let bgl = pipe.get_bind_group_layout(0);
     let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
