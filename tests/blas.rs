@@ -306,3 +306,58 @@ fn compiled_kernels_lists_the_specializations_built() {
         "the second call compiled again"
     );
 }
+
+/// A product deep enough for `gemm_large`'s written-out K loop (K ≥ 2048, the host's
+/// `DEEP_MIN_K`, with 16·8 = 128 whole 128×128 tiles), ragged in M, N and K (a last K tile of
+/// one), every transpose, over a random C. Checked on every entry of the last five rows and
+/// last three columns (the ragged tiles) and on 3000 seeded entries elsewhere: a full f64
+/// reference is 4·10⁹ products per case, minutes on the CI machine, and a kernel fault here
+/// (a wrong kk, a dropped tile) is not confined to single entries.
+#[test]
+fn gemm_deep_k_every_transpose() {
+    let ctx = ctx();
+    let (m, n, k) = (2053, 1027, 2049);
+    let mut seed = 900;
+    for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+        seed += 1;
+        let mut rng = Rng::new(seed);
+        let (ar, ac) = if ta { (k, m) } else { (m, k) };
+        let (br, bc) = if tb { (n, k) } else { (k, n) };
+        let a = rng.normal_vec(ar * ac);
+        let b = rng.normal_vec(br * bc);
+        let c0 = rng.normal_vec(m * n);
+        let ga = GpuMatrix::from_col_major(ctx, ar, ac, &a).unwrap();
+        let gb = GpuMatrix::from_col_major(ctx, br, bc, &b).unwrap();
+        let mut gc = GpuMatrix::from_col_major(ctx, m, n, &c0).unwrap();
+        gemm(ctx, 0.5, &ga, ta, &gb, tb, -2.0, &mut gc).unwrap();
+        let got = gc.to_col_major(ctx).unwrap();
+        let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
+        let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
+        let mut entries: Vec<(usize, usize)> = Vec::new();
+        entries.extend((m - 5..m).flat_map(|i| (0..n).map(move |j| (i, j))));
+        entries.extend((n - 3..n).flat_map(|j| (0..m).map(move |i| (i, j))));
+        entries.extend((0..3000).map(|_| {
+            let i = (rng.next_u64() % m as u64) as usize;
+            let j = (rng.next_u64() % n as u64) as usize;
+            (i, j)
+        }));
+        for (i, j) in entries {
+            let (mut dot, mut bound) = (0.0f64, 0.0f64);
+            for l in 0..k {
+                let x = opa(i, l) * opb(l, j);
+                dot += x;
+                bound += x.abs();
+            }
+            let old = c0[i + j * m] as f64;
+            let want = 0.5 * dot - 2.0 * old;
+            let g = got[i + j * m] as f64;
+            // As in check_gemm: a length-k f32 dot product, |error| <= k·ε·(|A||B|)_ij, plus
+            // the rounding of the alpha/beta combination.
+            let tol = (k as f64 + 4.0) * EPS * (0.5 * bound + 2.0 * old.abs());
+            assert!(
+                (g - want).abs() <= tol,
+                "gemm {m}×{n}×{k} ta={ta} tb={tb}: C[{i},{j}] got {g:e}, want {want:e}, tol {tol:e}"
+            );
+        }
+    }
+}

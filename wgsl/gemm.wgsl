@@ -12,6 +12,7 @@
 //   gemm_large  128×128 outputs per workgroup of 256 invocations, 8×8 register tile each
 //               (two 4×4 quadrants, read from workgroup memory as vec4), K step 16, the next
 //               K tile prefetched into registers while the current one is used; 16 KiB.
+//               UNROLL writes each K tile's 16 steps out (the host sets it for deep K).
 //   reduce_splits  sums split-K partial products into C (see Gemm::record_split).
 //   reduce_splits_left  the same sum times a small op(T) on the left (Gemm::record_split_left).
 // All fit WebGPU's default limits (16 KiB workgroup storage, 256 invocations).
@@ -22,6 +23,9 @@
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// gemm_large only: each K tile's 16 steps written out with constant kk, for deep products (the
+// host's DEEP_MIN_K; the loop is faster where K is a few tiles, BENCHMARKS.md v57).
+override UNROLL: bool = false;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -395,8 +399,27 @@ fn gemm_large(
             pa7 = load_a(a_base, row0 + ai + 7u * ai_step, k1 + ak + 7u * ak_step);
             pb7 = load_b(b_base, k1 + bk + 7u * bk_step, col0 + bj + 7u * bj_step);
         }
-        for (var kk = 0u; kk < LBK; kk++) {
-            acc = large_step(kk, tx, ty, acc);
+        if UNROLL {
+            acc = large_step(0u, tx, ty, acc);
+            acc = large_step(1u, tx, ty, acc);
+            acc = large_step(2u, tx, ty, acc);
+            acc = large_step(3u, tx, ty, acc);
+            acc = large_step(4u, tx, ty, acc);
+            acc = large_step(5u, tx, ty, acc);
+            acc = large_step(6u, tx, ty, acc);
+            acc = large_step(7u, tx, ty, acc);
+            acc = large_step(8u, tx, ty, acc);
+            acc = large_step(9u, tx, ty, acc);
+            acc = large_step(10u, tx, ty, acc);
+            acc = large_step(11u, tx, ty, acc);
+            acc = large_step(12u, tx, ty, acc);
+            acc = large_step(13u, tx, ty, acc);
+            acc = large_step(14u, tx, ty, acc);
+            acc = large_step(15u, tx, ty, acc);
+        } else {
+            for (var kk = 0u; kk < LBK; kk++) {
+                acc = large_step(kk, tx, ty, acc);
+            }
         }
         workgroupBarrier();
     }

@@ -25,6 +25,13 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
 /// 1024 or 2048 workgroups instead of 512 gained nothing.
 const SPLIT_MIN_K: usize = 64;
+/// K from which `gemm_large` runs with its K loop written out (`UNROLL`): faster for deep
+/// products, slower for the QR's K = 128/256 updates. H100, span, loop / written out from K ≥
+/// 512 / 1024 / 2048: C += A·Bᵀ 4096² 3.739 / 3.563 / 3.562 / 3.569 ms, 8192² 29.5 / 27.9 /
+/// 27.9 / 27.9; A·B 4096² 3.95 / 3.75; trsm 4096²×4096 3.90 / 3.80 / 3.87 / 3.87; QR 4096²
+/// 29.2 / 29.4 / 29.2 / 29.1, 8192² 104.0-104.2 / 104.7 / 104.4-104.5 / 104.4 (BENCHMARKS.md,
+/// v57).
+const DEEP_MIN_K: usize = 2048;
 /// The largest power of two ≤ x (x ≥ 1).
 fn prev_power_of_two(x: usize) -> usize {
     1 << (usize::BITS - 1 - x.leading_zeros())
@@ -307,15 +314,16 @@ impl<'a> Gemm<'a> {
 
     fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {
         let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
-        let constants = [
-            ("TRANS_A", self.trans_a as u32 as f64),
-            ("TRANS_B", self.trans_b as u32 as f64),
-        ];
         // The 128×128 variant pays off once its tiles fill a large GPU, counting every product
         // of the batch (a split-K's slices are one); below that the 64×64 one runs 4× the
         // workgroups. (Counting the slices: H100 QR 8192² 183.1 -> 178.6 ms of GPU time.)
         let large_tiles = (self.m / LARGE as usize) * (self.n / LARGE as usize);
         let large = large_tiles * self.batch >= LARGE_MIN_TILES;
+        let constants = [
+            ("TRANS_A", self.trans_a as u32 as f64),
+            ("TRANS_B", self.trans_b as u32 as f64),
+            ("UNROLL", (large && self.k >= DEEP_MIN_K) as u32 as f64),
+        ];
         let (entry, tile_m, tile_n) = if large {
             ("gemm_large", LARGE, LARGE)
         } else {
