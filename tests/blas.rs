@@ -71,9 +71,17 @@ fn column_norms_reject_empty_input() {
     assert!(e.contains("column_norms") && e.contains("0×3"), "{e}");
 }
 
-fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
+/// The operands of a seeded C = 0.5·op(A)·op(B) − 2·C over a random C, and the GPU's result:
+/// (A, B, C before, C after), A and B as stored (k×m and n×k where transposed).
+fn run_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    rng: &mut Rng,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let ctx = ctx();
-    let mut rng = Rng::new(seed);
     let (ar, ac) = if ta { (k, m) } else { (m, k) };
     let (br, bc) = if tb { (n, k) } else { (k, n) };
     let a = rng.normal_vec(ar * ac);
@@ -84,7 +92,14 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
     let mut gc = GpuMatrix::from_col_major(ctx, m, n, &c0).unwrap();
     gemm(ctx, 0.5, &ga, ta, &gb, tb, -2.0, &mut gc).unwrap();
     let got = gc.to_col_major(ctx).unwrap();
+    (a, b, c0, got)
+}
 
+fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
     let ma = Mat::from_f32(ar, ac, &a);
     let mb = Mat::from_f32(br, bc, &b);
     let opa = if ta { ma.t() } else { ma };
@@ -315,22 +330,12 @@ fn compiled_kernels_lists_the_specializations_built() {
 /// (a wrong kk, a dropped tile) is not confined to single entries.
 #[test]
 fn gemm_deep_k_every_transpose() {
-    let ctx = ctx();
     let (m, n, k) = (2053, 1027, 2049);
     let mut seed = 900;
     for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
         seed += 1;
         let mut rng = Rng::new(seed);
-        let (ar, ac) = if ta { (k, m) } else { (m, k) };
-        let (br, bc) = if tb { (n, k) } else { (k, n) };
-        let a = rng.normal_vec(ar * ac);
-        let b = rng.normal_vec(br * bc);
-        let c0 = rng.normal_vec(m * n);
-        let ga = GpuMatrix::from_col_major(ctx, ar, ac, &a).unwrap();
-        let gb = GpuMatrix::from_col_major(ctx, br, bc, &b).unwrap();
-        let mut gc = GpuMatrix::from_col_major(ctx, m, n, &c0).unwrap();
-        gemm(ctx, 0.5, &ga, ta, &gb, tb, -2.0, &mut gc).unwrap();
-        let got = gc.to_col_major(ctx).unwrap();
+        let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
         let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
         let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
         let mut entries: Vec<(usize, usize)> = Vec::new();
