@@ -305,22 +305,23 @@ fn merged_t_of_a_wide_panel_is_the_compact_wy_t() {
                 t[(i, j)] = t_all[(i, j)];
             }
         }
-        let v = explicit_v(&rv, 0, nb);
-        let block = Mat::identity(m).sub(&v.matmul(&t).matmul(&v.t()));
-        let err = block
-            .sub(&reflector_product(&rv, &tau[..nb], 0, nb))
-            .max_abs();
-        // As in larft's test: T's entries are sums of nb products of O(1) values, nb·ε
-        // relative, times ‖V‖² ~ m.
-        let tol = 4.0 * (nb * m) as f64 * EPS;
-        assert!(
-            err <= tol,
-            "{panel:?}: max|I − VTVᵀ − ΠH| = {err:e} > {tol:e}"
-        );
-        for j in 0..nb {
-            for i in j + 1..nb {
-                assert_eq!(t[(i, j)], 0.0, "{panel:?}: T[{i},{j}] below the diagonal");
-            }
+        assert_compact_wy(&format!("{panel:?}"), &rv, &tau[..nb], 0, nb, &t);
+    }
+}
+
+/// Asserts that I − V T Vᵀ equals H_{j0} … H_{j0+k−1}, the reflectors stored in `rv` with
+/// `tau` (all in f64 from the f32 values), and that T is upper triangular.
+fn assert_compact_wy(what: &str, rv: &Mat, tau: &[f64], j0: usize, k: usize, t: &Mat) {
+    let m = rv.rows;
+    let v = explicit_v(rv, j0, k);
+    let block = Mat::identity(m).sub(&v.matmul(t).matmul(&v.t()));
+    let err = block.sub(&reflector_product(rv, tau, j0, k)).max_abs();
+    // T's entries are sums of k products of O(1) values: k·ε relative, times ‖V‖² ~ m.
+    let tol = 4.0 * (k * m) as f64 * EPS;
+    assert!(err <= tol, "{what}: max|I − VTVᵀ − ΠH| = {err:e} > {tol:e}");
+    for j in 0..k {
+        for i in j + 1..k {
+            assert_eq!(t[(i, j)], 0.0, "{what}: T[{i},{j}] below the diagonal");
         }
     }
 }
@@ -339,23 +340,8 @@ fn larft_builds_t_of_the_compact_wy_form() {
             data: tau_p.clone(),
         });
         let t = download(&larft(ctx, &rv, &tau, j0).unwrap());
-        // I - V T Vᵀ must equal H_{j0} … H_{j0+k-1}, all in f64 from the f32 inputs.
-        let rv32 = download(&rv);
-        let v = explicit_v(&rv32, j0, k);
-        let block = Mat::identity(m).sub(&v.matmul(&t).matmul(&v.t()));
-        let prod = reflector_product(&rv32, &tau_p, j0, k);
-        let err = block.sub(&prod).max_abs();
-        // T's entries are sums of k products of O(1) values: k·ε relative, times ‖V‖² ~ m.
-        let tol = 4.0 * (k * m) as f64 * EPS;
-        assert!(
-            err <= tol,
-            "larft m={m} k={k} j0={j0}: max|I − VTVᵀ − ΠH| = {err:e} > {tol:e}"
-        );
-        for j in 0..k {
-            for i in j + 1..k {
-                assert_eq!(t[(i, j)], 0.0, "T is upper triangular");
-            }
-        }
+        let what = format!("larft m={m} k={k} j0={j0}");
+        assert_compact_wy(&what, &download(&rv), &tau_p, j0, k, &t);
     }
 }
 
