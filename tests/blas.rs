@@ -323,11 +323,12 @@ fn compiled_kernels_lists_the_specializations_built() {
 }
 
 /// A product deep enough for `gemm_large`'s written-out K loop (K ≥ 2048, the host's
-/// `DEEP_MIN_K`, with 16·8 = 128 whole 128×128 tiles), ragged in M, N and K (a last K tile of
-/// one), every transpose, over a random C. Checked on every entry of the last five rows and
-/// last three columns (the ragged tiles) and on 3000 seeded entries elsewhere: a full f64
-/// reference is 4·10⁹ products per case, minutes on the CI machine, and a kernel fault here
-/// (a wrong kk, a dropped tile) is not confined to single entries.
+/// `DEEP_MIN_K`, which the test asserts through `Context::compiled_kernels`; 16·8 = 128 whole
+/// 128×128 tiles), ragged in M, N and K (a last K tile of one), every transpose, over a random
+/// C. Checked on every entry of the last five rows and last three columns (the ragged tiles)
+/// and on 3000 seeded entries elsewhere: a full f64 reference is 4·10⁹ products per case,
+/// minutes on the CI machine, and a kernel fault here (a wrong kk, a dropped tile) is not
+/// confined to single entries.
 #[test]
 fn gemm_deep_k_every_transpose() {
     let (m, n, k) = (2053, 1027, 2049);
@@ -365,4 +366,18 @@ fn gemm_deep_k_every_transpose() {
             );
         }
     }
+    // The written-out loop is what this test is for: were the host's threshold moved above this
+    // K, the products above would run the loop and the test would check nothing new.
+    let built = ctx().compiled_kernels();
+    assert!(
+        built.iter().any(|c| c.entry == "gemm_large"
+            && c.constants
+                .iter()
+                .any(|&(name, v)| name == "UNROLL" && v == 1.0)),
+        "no gemm_large specialization with UNROLL built: {:?}",
+        built
+            .iter()
+            .map(|c| (c.entry, &c.constants))
+            .collect::<Vec<_>>()
+    );
 }
