@@ -299,12 +299,7 @@ fn merged_t_of_a_wide_panel_is_the_compact_wy_t() {
         assert_eq!(t_all.rows, nb, "{panel:?}: T's rows are the panel width");
         let rv = download(&f.rv);
         let tau = download(&f.tau).data;
-        let mut t = Mat::zeros(nb, nb);
-        for j in 0..nb {
-            for i in 0..nb {
-                t[(i, j)] = t_all[(i, j)];
-            }
-        }
+        let t = t_all.cols_range(0, nb);
         assert_compact_wy(&format!("{panel:?}"), &rv, &tau[..nb], 0, nb, &t);
     }
 }
