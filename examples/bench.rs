@@ -263,6 +263,10 @@ fn cases(o: &Options) -> Vec<Case> {
     ] {
         v.extend(batched_kernels().map(|k| qr_batched_case(b, m, n, k)));
     }
+    // R only (what geqrfBatched computes, with the reflectors), default kernel.
+    for (b, m, n) in [(10000, 16, 16), (10000, 32, 32), (1000, 64, 64)] {
+        v.push(qr_batched_r_case(b, m, n));
+    }
     v.push(lstsq_case(4096, 256, 1));
     v.push(lstsq_batched_case(10000, 32, 8, 1));
     v
@@ -687,6 +691,65 @@ fn qr_batched_case(batch: usize, m: usize, n: usize, kernel: metalcore::SmallKer
                         .fold(0.0, f64::max);
                     Ok(Checked {
                         what: "max ‖QR−A‖/‖A‖",
+                        value: worst,
+                        tol: tolerance(m.max(n)),
+                    })
+                })),
+            })
+        }),
+    }
+}
+
+/// Batched QR in mode R (no Q formed), the default kernel; checked by ‖RᵀR − AᵀA‖_F / ‖A‖_F²
+/// in f64 (RᵀR = AᵀA for any R of a QR of A, whatever the signs of its rows).
+fn qr_batched_r_case(batch: usize, m: usize, n: usize) -> Case {
+    Case {
+        op: "qr-batched r (R only)",
+        shape: format!("{batch}×{m}×{n}"),
+        flops: batch as f64 * qr_flops(m, n),
+        prepare: Box::new(move |ctx| {
+            let a = random(batch * m * n, 11);
+            let ga = Rc::new(GpuBatch::from_col_major(ctx, batch, m, n, &a)?);
+            let g = ga.clone();
+            let k = m.min(n);
+            let a2 = a.clone();
+            Ok(Prepared {
+                gpu: Some(Box::new(move |ctx| {
+                    metalcore::qr_batched(ctx, &g, QrMode::R).map(drop)
+                })),
+                cpu: Box::new(move || {
+                    for_each_matrix(&a, m, n, &|_, mat| {
+                        black_box(mat.qr().thin_R().to_owned());
+                    });
+                }),
+                check: Some(Box::new(move |ctx| {
+                    let r = metalcore::qr_batched(ctx, &ga, QrMode::R)?
+                        .r
+                        .to_col_major(ctx)?;
+                    let worst = (0..batch)
+                        .map(|i| {
+                            let a = &a2[i * m * n..(i + 1) * m * n];
+                            let r = &r[i * k * n..(i + 1) * k * n];
+                            let (mut diff, mut norm) = (0.0f64, 0.0f64);
+                            for x in a {
+                                norm += f64::from(*x) * f64::from(*x);
+                            }
+                            for p in 0..n {
+                                for q in 0..n {
+                                    let ata: f64 = (0..m)
+                                        .map(|i| f64::from(a[i + p * m]) * f64::from(a[i + q * m]))
+                                        .sum();
+                                    let rtr: f64 = (0..k)
+                                        .map(|i| f64::from(r[i + p * k]) * f64::from(r[i + q * k]))
+                                        .sum();
+                                    diff += (ata - rtr) * (ata - rtr);
+                                }
+                            }
+                            diff.sqrt() / norm
+                        })
+                        .fold(0.0, f64::max);
+                    Ok(Checked {
+                        what: "max ‖RᵀR−AᵀA‖/‖A‖²",
                         value: worst,
                         tol: tolerance(m.max(n)),
                     })

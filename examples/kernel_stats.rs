@@ -10,6 +10,7 @@
 //! ```text
 //! cargo run --release --example kernel_stats                     # the default operations
 //! cargo run --release --example kernel_stats -- batched:1000x16x16 qr:256x256 gemm:256 trsm:256x64
+//! cargo run --release --example kernel_stats -- batched-r:10000x32x32     # batched QR, R only
 //! cargo run --release --example kernel_stats -- --ir out/ qr:256x256   # + internal representations
 //! ```
 //!
@@ -58,10 +59,15 @@ fn run_op(ctx: &Context, op: &str) -> Res<()> {
         .ok_or_else(|| format!("{op:?}: expected kind:size"))?;
     let e = |e: metalcore::Error| format!("{op}: {e}");
     match kind {
-        "batched" => {
+        "batched" | "batched-r" => {
             let d = dims(spec, 3)?;
             let a = GpuBatch::zeros(ctx, d[0], d[1], d[2]).map_err(e)?;
-            qr_batched(ctx, &a, QrMode::Reduced).map_err(e)?;
+            let mode = if kind == "batched" {
+                QrMode::Reduced
+            } else {
+                QrMode::R
+            };
+            qr_batched(ctx, &a, mode).map_err(e)?;
         }
         "qr" => {
             let d = dims(spec, 2)?;
@@ -80,7 +86,11 @@ fn run_op(ctx: &Context, op: &str) -> Res<()> {
             let b = GpuMatrix::filled(ctx, d[0], d[1], 1.0).map_err(e)?;
             trsm(ctx, &l, &b, &TrsmOptions::default()).map_err(e)?;
         }
-        _ => return Err(format!("{op:?}: kinds are batched, qr, gemm, trsm")),
+        _ => {
+            return Err(format!(
+                "{op:?}: kinds are batched, batched-r, qr, gemm, trsm"
+            ))
+        }
     }
     ctx.synchronize().map_err(e)
 }
@@ -391,7 +401,9 @@ fn run() -> Res<()> {
                 ir = Some(dir);
             }
             "-h" | "--help" => {
-                println!("kernel_stats [--ir DIR] [batched:BxMxN | qr:MxN | gemm:N | trsm:NxK]...");
+                println!(
+                    "kernel_stats [--ir DIR] [batched:BxMxN | batched-r:BxMxN | qr:MxN | gemm:N | trsm:NxK]..."
+                );
                 return Ok(());
             }
             _ => ops.push(a),
