@@ -232,7 +232,7 @@ fn cases(o: &Options) -> Vec<Case> {
         v.extend([geqrf_case(64, 64), geqrf_case(96, 40)]);
         v.extend([matmul_case(64), gemm_case(64)]);
         v.extend([trsm_case(64, 1, false), trsm_case(64, 64, false)]);
-        v.extend(batched_kernels().map(|k| qr_batched_case(100, 8, 8, k)));
+        v.extend(batched_kernels().map(|k| qr_batched_case(100, 8, 8, k, QrMode::Reduced)));
         v.push(lstsq_case(128, 16, 1));
         v.push(lstsq_batched_case(100, 16, 4, 1));
         return v;
@@ -261,11 +261,17 @@ fn cases(o: &Options) -> Vec<Case> {
         (1000, 64, 64),
         (10000, 256, 32),
     ] {
-        v.extend(batched_kernels().map(|k| qr_batched_case(b, m, n, k)));
+        v.extend(batched_kernels().map(|k| qr_batched_case(b, m, n, k, QrMode::Reduced)));
     }
-    // R only (what geqrfBatched computes, with the reflectors), default kernel.
+    // R only (geqrfBatched's R, without its reflectors), the default kernel.
     for (b, m, n) in [(10000, 16, 16), (10000, 32, 32), (1000, 64, 64)] {
-        v.push(qr_batched_r_case(b, m, n));
+        v.push(qr_batched_case(
+            b,
+            m,
+            n,
+            metalcore::SmallKernel::Auto,
+            QrMode::R,
+        ));
     }
     v.push(lstsq_case(4096, 256, 1));
     v.push(lstsq_batched_case(10000, 32, 8, 1));
@@ -644,19 +650,51 @@ fn batched_kernels() -> impl Iterator<Item = metalcore::SmallKernel> {
     })
 }
 
-fn qr_batched_case(batch: usize, m: usize, n: usize, kernel: metalcore::SmallKernel) -> Case {
+/// ‖RᵀR − AᵀA‖_F / ‖A‖_F² in f64 for column-major A (m×n) and R (k×n): zero for the R of any
+/// QR of A, whatever the signs of its rows (the check of a QR that returns no Q).
+fn gram_residual(a: &[f32], m: usize, n: usize, r: &[f32], k: usize) -> f64 {
+    let norm: f64 = a.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    let dot = |x: &[f32], y: &[f32]| -> f64 {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| f64::from(*p) * f64::from(*q))
+            .sum()
+    };
+    let mut diff = 0.0;
+    for p in 0..n {
+        for q in 0..n {
+            let ata = dot(&a[p * m..(p + 1) * m], &a[q * m..(q + 1) * m]);
+            let rtr = dot(&r[p * k..(p + 1) * k], &r[q * k..(q + 1) * k]);
+            diff += (ata - rtr) * (ata - rtr);
+        }
+    }
+    diff.sqrt() / norm
+}
+
+/// A batched QR row: mode Reduced (rows `qr-batched…`, checked by ‖QR − A‖/‖A‖) or mode R
+/// (rows `qr-batched r (R only)`, what geqrfBatched computes less the reflectors, checked by
+/// [`gram_residual`]).
+fn qr_batched_case(
+    batch: usize,
+    m: usize,
+    n: usize,
+    kernel: metalcore::SmallKernel,
+    mode: QrMode,
+) -> Case {
     let options = metalcore::BatchedOptions {
         kernel,
         ..Default::default()
     };
+    let with_q = mode != QrMode::R;
     Case {
         op: match kernel {
+            _ if !with_q => "qr-batched r (R only)",
             metalcore::SmallKernel::Shared => "qr-batched-shared reduced (Q, R)",
             metalcore::SmallKernel::Tall => "qr-batched-tall reduced (Q, R)",
             _ => "qr-batched reduced (Q, R)",
         },
         shape: format!("{batch}×{m}×{n}"),
-        flops: batch as f64 * 2.0 * qr_flops(m, n),
+        flops: batch as f64 * if with_q { 2.0 } else { 1.0 } * qr_flops(m, n),
         prepare: Box::new(move |ctx| {
             let a = random(batch * m * n, 10);
             let ga = Rc::new(GpuBatch::from_col_major(ctx, batch, m, n, &a)?);
@@ -665,91 +703,40 @@ fn qr_batched_case(batch: usize, m: usize, n: usize, kernel: metalcore::SmallKer
             let a2 = a.clone();
             Ok(Prepared {
                 gpu: Some(Box::new(move |ctx| {
-                    metalcore::qr_batched_with(ctx, &g, QrMode::Reduced, &options).map(drop)
+                    metalcore::qr_batched_with(ctx, &g, mode, &options).map(drop)
                 })),
                 cpu: Box::new(move || {
                     for_each_matrix(&a, m, n, &|_, mat| {
                         let f = mat.qr();
-                        black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
+                        if with_q {
+                            black_box((f.compute_thin_Q(), f.thin_R().to_owned()));
+                        } else {
+                            black_box(f.thin_R().to_owned());
+                        }
                     });
                 }),
                 check: Some(Box::new(move |ctx| {
-                    let res = metalcore::qr_batched_with(ctx, &ga, QrMode::Reduced, &options)?;
+                    let res = metalcore::qr_batched_with(ctx, &ga, mode, &options)?;
                     let q = res.q.as_ref().map(|q| q.to_col_major(ctx)).transpose()?;
                     let q = q.unwrap_or_default();
                     let r = res.r.to_col_major(ctx)?;
                     let worst = (0..batch)
                         .map(|i| {
-                            qr_residual(
-                                &a2[i * m * n..(i + 1) * m * n],
-                                m,
-                                n,
-                                &q[i * m * k..(i + 1) * m * k],
-                                &r[i * k * n..(i + 1) * k * n],
-                            )
-                        })
-                        .fold(0.0, f64::max);
-                    Ok(Checked {
-                        what: "max ‖QR−A‖/‖A‖",
-                        value: worst,
-                        tol: tolerance(m.max(n)),
-                    })
-                })),
-            })
-        }),
-    }
-}
-
-/// Batched QR in mode R (no Q formed), the default kernel; checked by ‖RᵀR − AᵀA‖_F / ‖A‖_F²
-/// in f64 (RᵀR = AᵀA for any R of a QR of A, whatever the signs of its rows).
-fn qr_batched_r_case(batch: usize, m: usize, n: usize) -> Case {
-    Case {
-        op: "qr-batched r (R only)",
-        shape: format!("{batch}×{m}×{n}"),
-        flops: batch as f64 * qr_flops(m, n),
-        prepare: Box::new(move |ctx| {
-            let a = random(batch * m * n, 11);
-            let ga = Rc::new(GpuBatch::from_col_major(ctx, batch, m, n, &a)?);
-            let g = ga.clone();
-            let k = m.min(n);
-            let a2 = a.clone();
-            Ok(Prepared {
-                gpu: Some(Box::new(move |ctx| {
-                    metalcore::qr_batched(ctx, &g, QrMode::R).map(drop)
-                })),
-                cpu: Box::new(move || {
-                    for_each_matrix(&a, m, n, &|_, mat| {
-                        black_box(mat.qr().thin_R().to_owned());
-                    });
-                }),
-                check: Some(Box::new(move |ctx| {
-                    let r = metalcore::qr_batched(ctx, &ga, QrMode::R)?
-                        .r
-                        .to_col_major(ctx)?;
-                    let worst = (0..batch)
-                        .map(|i| {
                             let a = &a2[i * m * n..(i + 1) * m * n];
                             let r = &r[i * k * n..(i + 1) * k * n];
-                            let (mut diff, mut norm) = (0.0f64, 0.0f64);
-                            for x in a {
-                                norm += f64::from(*x) * f64::from(*x);
+                            if with_q {
+                                qr_residual(a, m, n, &q[i * m * k..(i + 1) * m * k], r)
+                            } else {
+                                gram_residual(a, m, n, r, k)
                             }
-                            for p in 0..n {
-                                for q in 0..n {
-                                    let ata: f64 = (0..m)
-                                        .map(|i| f64::from(a[i + p * m]) * f64::from(a[i + q * m]))
-                                        .sum();
-                                    let rtr: f64 = (0..k)
-                                        .map(|i| f64::from(r[i + p * k]) * f64::from(r[i + q * k]))
-                                        .sum();
-                                    diff += (ata - rtr) * (ata - rtr);
-                                }
-                            }
-                            diff.sqrt() / norm
                         })
                         .fold(0.0, f64::max);
                     Ok(Checked {
-                        what: "max ‖RᵀR−AᵀA‖/‖A‖²",
+                        what: if with_q {
+                            "max ‖QR−A‖/‖A‖"
+                        } else {
+                            "max ‖RᵀR−AᵀA‖/‖A‖²"
+                        },
                         value: worst,
                         tol: tolerance(m.max(n)),
                     })
