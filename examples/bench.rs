@@ -651,7 +651,9 @@ fn batched_kernels() -> impl Iterator<Item = metalcore::SmallKernel> {
 }
 
 /// ‖RᵀR − AᵀA‖_F / ‖A‖_F² in f64 for column-major A (m×n) and R (k×n): zero for the R of any
-/// QR of A, whatever the signs of its rows (the check of a QR that returns no Q).
+/// QR of A, whatever the signs of its rows (the check of a QR that returns no Q). For a
+/// backward-stable QR, A + E = QR, it is about 2‖E‖/‖A‖, so it takes the tolerance of
+/// ‖QR − A‖/‖A‖.
 fn gram_residual(a: &[f32], m: usize, n: usize, r: &[f32], k: usize) -> f64 {
     let norm: f64 = a.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
     let dot = |x: &[f32], y: &[f32]| -> f64 {
