@@ -48,11 +48,11 @@
 // variant against the adapter (counting every word: llvmpipe's GL driver refused a variant
 // that the count without the redo flags had put exactly at its 32 KiB limit).
 //
-// Measured slower on an H100 and kept out (BENCHMARKS.md): the reflector formed once by its
-// column's lane (v47); the next matrix loaded during the steps (v50); Qᵀ's lanes a step late
-// (v59); x reloaded for the update (v60); the steps of a phase as a loop (v61); Q formed after
-// the factorization by lanes of Q's columns (v62); no staging area (v63). At 32×32, R alone
-// takes as long as Q and R (v64): the Qᵀ lanes are not what limits the kernel.
+// Measured slower on the lent H100 / H200 and kept out (BENCHMARKS.md): the reflector formed
+// by its column's lane only (v47); the next matrix loaded during the steps (v50); Qᵀ's lanes a
+// step late (v59); x reloaded for the update (v60); the steps of a phase as a loop (v61); Q
+// formed after the factorization by lanes of Q's columns (v62); no staging area (v63). At
+// 32×32, R alone takes as long as Q and R (v64): the Qᵀ lanes are not what limits the kernel.
 
 override M: u32 = 32u;       // rows of A
 override N: u32 = 32u;       // columns of A
