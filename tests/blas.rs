@@ -71,8 +71,42 @@ fn column_norms_reject_empty_input() {
     assert!(e.contains("column_norms") && e.contains("0×3"), "{e}");
 }
 
+/// Rows and columns of A and B as stored for C (m×n) = op(A)·op(B) with inner dimension k:
+/// k×m and n×k where transposed.
+fn stored_dims(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> [(usize, usize); 2] {
+    [
+        if ta { (k, m) } else { (m, k) },
+        if tb { (n, k) } else { (k, n) },
+    ]
+}
+
+/// Asserts C[i, j] of C = 0.5·op(A)·op(B) − 2·C_old against the f64 dot product `dot`, with
+/// `bound` = (|op(A)||op(B)|)_ij and the old value `old`. A dot product of length k in f32 is
+/// off by at most k·ε·bound, plus the rounding of the alpha/beta combination (a few ε of the
+/// terms' magnitudes).
+#[allow(clippy::too_many_arguments)]
+fn assert_gemm_entry(
+    what: &str,
+    k: usize,
+    i: usize,
+    j: usize,
+    got: f32,
+    dot: f64,
+    bound: f64,
+    old: f32,
+) {
+    let old = f64::from(old);
+    let want = 0.5 * dot - 2.0 * old;
+    let g = f64::from(got);
+    let tol = (k as f64 + 4.0) * EPS * (0.5 * bound + 2.0 * old.abs());
+    assert!(
+        (g - want).abs() <= tol,
+        "{what}: C[{i},{j}] got {g:e}, want {want:e}, tol {tol:e}"
+    );
+}
+
 /// The operands of a seeded C = 0.5·op(A)·op(B) − 2·C over a random C, and the GPU's result:
-/// (A, B, C before, C after), A and B as stored (k×m and n×k where transposed).
+/// (A, B, C before, C after), A and B as stored (`stored_dims`).
 fn run_gemm(
     m: usize,
     n: usize,
@@ -82,8 +116,7 @@ fn run_gemm(
     rng: &mut Rng,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let ctx = ctx();
-    let (ar, ac) = if ta { (k, m) } else { (m, k) };
-    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let [(ar, ac), (br, bc)] = stored_dims(m, n, k, ta, tb);
     let a = rng.normal_vec(ar * ac);
     let b = rng.normal_vec(br * bc);
     let c0 = rng.normal_vec(m * n);
@@ -98,8 +131,7 @@ fn run_gemm(
 fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
-    let (ar, ac) = if ta { (k, m) } else { (m, k) };
-    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let [(ar, ac), (br, bc)] = stored_dims(m, n, k, ta, tb);
     let ma = Mat::from_f32(ar, ac, &a);
     let mb = Mat::from_f32(br, bc, &b);
     let opa = if ta { ma.t() } else { ma };
@@ -110,18 +142,11 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
         ..x.clone()
     };
     let bound = abs(&opa).matmul(&abs(&opb));
+    let what = format!("gemm {m}×{n}×{k} ta={ta} tb={tb}");
     for j in 0..n {
         for i in 0..m {
-            let want = 0.5 * ab[(i, j)] - 2.0 * c0[i + j * m] as f64;
-            let g = got[i + j * m] as f64;
-            // Dot product of length k in f32: |error| <= k·ε·(|A||B|)_ij, plus the rounding of
-            // the alpha/beta combination (a few ε of the terms' magnitudes).
-            let tol =
-                (k as f64 + 4.0) * EPS * (0.5 * bound[(i, j)] + 2.0 * (c0[i + j * m] as f64).abs());
-            assert!(
-                (g - want).abs() <= tol,
-                "gemm {m}×{n}×{k} ta={ta} tb={tb}: C[{i},{j}] got {g:e}, want {want:e}, tol {tol:e}"
-            );
+            let (g, old) = (got[i + j * m], c0[i + j * m]);
+            assert_gemm_entry(&what, k, i, j, g, ab[(i, j)], bound[(i, j)], old);
         }
     }
 }
@@ -347,6 +372,7 @@ fn gemm_deep_k_every_transpose() {
             let j = (rng.next_u64() % n as u64) as usize;
             (i, j)
         }));
+        let what = format!("gemm {m}×{n}×{k} ta={ta} tb={tb}");
         for (i, j) in entries {
             let (mut dot, mut bound) = (0.0f64, 0.0f64);
             for l in 0..k {
@@ -354,16 +380,8 @@ fn gemm_deep_k_every_transpose() {
                 dot += x;
                 bound += x.abs();
             }
-            let old = c0[i + j * m] as f64;
-            let want = 0.5 * dot - 2.0 * old;
-            let g = got[i + j * m] as f64;
-            // As in check_gemm: a length-k f32 dot product, |error| <= k·ε·(|A||B|)_ij, plus
-            // the rounding of the alpha/beta combination.
-            let tol = (k as f64 + 4.0) * EPS * (0.5 * bound + 2.0 * old.abs());
-            assert!(
-                (g - want).abs() <= tol,
-                "gemm {m}×{n}×{k} ta={ta} tb={tb}: C[{i},{j}] got {g:e}, want {want:e}, tol {tol:e}"
-            );
+            let (g, old) = (got[i + j * m], c0[i + j * m]);
+            assert_gemm_entry(&what, k, i, j, g, dot, bound, old);
         }
     }
     // The written-out loop is what this test is for: were the host's threshold moved above this
