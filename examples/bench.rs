@@ -43,7 +43,8 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
   --no-cpu     skip the faer timings
   --no-subgroups  only the portable kernels (ContextOptions::disable_subgroups)
   --list       print the rows that would run, and exit
-  --panel P    QR panel algorithm: auto (default), one (one workgroup) or tsqr
+  --panel P    QR panel algorithm: auto (default), one (one workgroup), tsqr or cholqr
+               (CholeskyQR2 in front of TSQR, what auto picks)
   --tsqr-rows N  rows per TSQR block (default: the library's)
   --block N    QR outer panel width (default: the library's)
 ";
@@ -114,7 +115,12 @@ fn parse_args() -> Result<Option<Options>, String> {
                     "auto" => PanelAlgorithm::Auto,
                     "one" => PanelAlgorithm::OneWorkgroup,
                     "tsqr" => PanelAlgorithm::Tsqr,
-                    v => return Err(format!("--panel takes auto, one or tsqr, not {v:?}")),
+                    "cholqr" => PanelAlgorithm::CholeskyQr2,
+                    v => {
+                        return Err(format!(
+                            "--panel takes auto, one, tsqr or cholqr, not {v:?}"
+                        ))
+                    }
                 }
             }
             "--tsqr-rows" => {

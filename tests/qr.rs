@@ -75,8 +75,10 @@ fn check_qr(name: &str, a: &Mat, mode: QrMode, nb: Option<usize>) {
 }
 
 /// Panel algorithms every shape is checked with: one workgroup, and TSQR with the smallest
-/// blocks it takes (2·nb rows), so that even small test matrices get trees of several levels.
-const PANELS: [QrOptions; 2] = [
+/// blocks it takes (2·nb rows), so that even small test matrices get trees of several levels,
+/// alone and behind CholeskyQR2 (which factors every panel of more than one block, or leaves it
+/// to the tree where its check fails).
+const PANELS: [QrOptions; 3] = [
     QrOptions {
         block_size: None,
         panel: PanelAlgorithm::OneWorkgroup,
@@ -85,6 +87,11 @@ const PANELS: [QrOptions; 2] = [
     QrOptions {
         block_size: None,
         panel: PanelAlgorithm::Tsqr,
+        tsqr_block_rows: Some(1),
+    },
+    QrOptions {
+        block_size: None,
+        panel: PanelAlgorithm::CholeskyQr2,
         tsqr_block_rows: Some(1),
     },
 ];
@@ -519,6 +526,17 @@ fn compare_tsqr_one_workgroup(
     nb: usize,
     rows: usize,
 ) -> (Mat, Mat) {
+    compare_panels(ctx, a, nb, rows, PanelAlgorithm::Tsqr)
+}
+
+/// As [`compare_tsqr_one_workgroup`], with `panel` in TSQR's place.
+fn compare_panels(
+    ctx: &metalcore::Context,
+    a: &Mat,
+    nb: usize,
+    rows: usize,
+    panel: PanelAlgorithm,
+) -> (Mat, Mat) {
     let (m, n) = (a.rows, a.cols);
     let opts = |panel| QrOptions {
         block_size: Some(nb),
@@ -526,7 +544,7 @@ fn compare_tsqr_one_workgroup(
         tsqr_block_rows: Some(rows),
     };
     let one = geqrf(ctx, &upload_to(ctx, a), &opts(PanelAlgorithm::OneWorkgroup)).unwrap();
-    let ts = geqrf(ctx, &upload_to(ctx, a), &opts(PanelAlgorithm::Tsqr)).unwrap();
+    let ts = geqrf(ctx, &upload_to(ctx, a), &opts(panel)).unwrap();
     let tol = 32.0 * m as f64 * EPS;
     let scale = a.max_abs() * (m as f64).sqrt();
     let (rv1, rv2) = (download_from(ctx, &one.rv), download_from(ctx, &ts.rv));
@@ -536,7 +554,7 @@ fn compare_tsqr_one_workgroup(
             let d = (rv1[(i, j)] - rv2[(i, j)]).abs();
             assert!(
                 d <= tol * s,
-                "{m}×{n} nb={nb}: rv[{i},{j}] {} vs {}",
+                "{m}×{n} nb={nb} {panel:?}: rv[{i},{j}] {} vs {}",
                 rv1[(i, j)],
                 rv2[(i, j)]
             );
@@ -544,7 +562,10 @@ fn compare_tsqr_one_workgroup(
     }
     for (what, x, y) in [("tau", &one.tau, &ts.tau), ("T", &one.t, &ts.t)] {
         let d = download_from(ctx, x).sub(&download_from(ctx, y)).max_abs();
-        assert!(d <= tol, "{m}×{n} nb={nb}: {what} differs by {d:e}");
+        assert!(
+            d <= tol,
+            "{m}×{n} nb={nb} {panel:?}: {what} differs by {d:e}"
+        );
     }
     (rv2, download_from(ctx, &ts.tau))
 }
@@ -591,5 +612,100 @@ fn tsqr_panels_propagate_nan_and_keep_zero_columns_exact() {
     let r = download(&qr_with(ctx, &upload(&z), QrMode::R, &opts).unwrap().r);
     for i in 0..12 {
         assert_eq!(r[(i, 5)], 0.0, "R[{i},5] of a zero column");
+    }
+}
+
+/// CholeskyQR2 panels (`PanelAlgorithm::CholeskyQr2`) against TSQR panels on the same matrix:
+/// where its check passes (well-conditioned panels) CholeskyQR2 factors them, so the results
+/// differ from TSQR's, by rounding only; where the check fails (nearly dependent, zero or NaN
+/// columns) the TSQR tree factors the panel again and the results are TSQR's, bit for bit.
+/// Both kernels sets: the default context and one without subgroups (the portable tree).
+#[test]
+fn cholqr_panels_factor_well_conditioned_panels_and_leave_the_rest_to_tsqr() {
+    for c in [ctx(), portable_ctx()] {
+        let (m, n, nb, rows) = (300, 40, 16, 1);
+        let opts = |panel| QrOptions {
+            block_size: Some(nb),
+            panel,
+            tsqr_block_rows: Some(rows),
+        };
+        let factor = |a: &Mat, panel| {
+            let f = geqrf(c, &upload_to(c, a), &opts(panel)).unwrap();
+            let rv = f.rv.to_col_major(c).unwrap();
+            let tau = f.tau.to_col_major(c).unwrap();
+            let t = f.t.to_col_major(c).unwrap();
+            (rv, tau, t)
+        };
+        // How many entries of two results differ in their bits.
+        let differ = |x: &[f32], y: &[f32]| {
+            assert_eq!(x.len(), y.len());
+            x.iter()
+                .zip(y)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count()
+        };
+        // Well conditioned: CholeskyQR2 runs (results not TSQR's bits) and agrees with the
+        // one-workgroup factors to the bounds of `compare_tsqr_one_workgroup`.
+        let a = random(m, n, 1600);
+        let (rv_c, _, _) = factor(&a, PanelAlgorithm::CholeskyQr2);
+        let (rv_t, _, _) = factor(&a, PanelAlgorithm::Tsqr);
+        assert!(
+            differ(&rv_c, &rv_t) > 0,
+            "CholeskyQR2 did not factor the panels"
+        );
+        compare_panels(c, &a, nb, rows, PanelAlgorithm::CholeskyQr2);
+        // Scaled by 2^-27: G is 2^-54 smaller, R₁ and R₂ 2^27 apart, well within f32's range, so
+        // CholeskyQR2 still factors the panels. (A race in cq_chol that let R₁ overwrite G₂
+        // before R₂ was formed gave max|QᵀQ − I| ≈ 4e-4 at this scale on lavapipe.)
+        let mut tiny = a.clone();
+        for x in tiny.data.iter_mut() {
+            *x *= 2f64.powi(-27);
+        }
+        let (rv_s, _, _) = factor(&tiny, PanelAlgorithm::CholeskyQr2);
+        let (rv_st, _, _) = factor(&tiny, PanelAlgorithm::Tsqr);
+        assert!(
+            differ(&rv_s, &rv_st) > 0,
+            "scaled: CholeskyQR2 did not factor the panels"
+        );
+        let o = opts(PanelAlgorithm::CholeskyQr2);
+        check_qr_with("scaled 2^-27", &tiny, QrMode::Reduced, &o);
+        // Unsafe for CholeskyQR2, in one panel of nb columns (so that no later panel, safe
+        // again, gets CholeskyQR2's rounding): column 1 = column 0 + 1e-5·noise (κ ≈ 10⁵, so
+        // G = AᵀA is singular in f32), a zero column, a NaN.
+        let n = nb;
+        let mut near = random(m, n, 1601);
+        let noise = random(m, 1, 1602);
+        for i in 0..m {
+            near[(i, 1)] = near[(i, 0)] + 1e-5 * noise[(i, 0)];
+        }
+        let mut zero = random(m, n, 1603);
+        for i in 0..m {
+            zero[(i, 9)] = 0.0;
+        }
+        let mut nan = random(m, n, 1604);
+        nan[(150, 7)] = f64::NAN;
+        for (what, a) in [
+            ("nearly dependent", &near),
+            ("zero column", &zero),
+            ("NaN", &nan),
+        ] {
+            let (rv_c, tau_c, t_c) = factor(a, PanelAlgorithm::CholeskyQr2);
+            let (rv_t, tau_t, t_t) = factor(a, PanelAlgorithm::Tsqr);
+            for (part, x, y) in [
+                ("rv", &rv_c, &rv_t),
+                ("tau", &tau_c, &tau_t),
+                ("T", &t_c, &t_t),
+            ] {
+                let d = differ(x, y);
+                assert_eq!(d, 0, "{what}: {d} entries of {part} are not TSQR's");
+            }
+        }
+        // And the nearly dependent matrix is still factored to working accuracy.
+        check_qr_with(
+            "nearly dependent",
+            &near,
+            QrMode::Reduced,
+            &opts(PanelAlgorithm::CholeskyQr2),
+        );
     }
 }

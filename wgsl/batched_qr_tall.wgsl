@@ -48,6 +48,7 @@ override NBLK: u32 = 1u;     // STACK > 0: triangles the rows a lane may hold sp
 override VN: u32 = 768u;     // vec4s of `vs` (dense blocks: K·LDV / 4; 1 for stacked ones)
 override VNS: u32 = 1u;      // floats of `vss` (stacked blocks: NBLK·K·(K + 1) / 2; 1 for dense)
 override WG: u32 = 256u;     // NSG·S
+override GATED: bool = false; // TSQR levels after cholqr.wgsl: return where its gate is 0.0
 
 const F32_MAX: f32 = 3.40282347e38;
 const F32_MIN_NORMAL: f32 = 1.17549435e-38;
@@ -74,6 +75,7 @@ struct Params {
     r_offset: u32,  // R of block g: rows g·R_ROWS … of matrix b's R
     r_ld: u32,
     r_stride: u32,
+    gate: u32,      // GATED: element of q_out; 0.0 there means skip (cholqr.wgsl factored it)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -87,6 +89,7 @@ var<workgroup> vs: array<vec4<f32>, VN>; // dense blocks
 var<workgroup> vss: array<f32, VNS>;    // stacked blocks
 var<workgroup> taus: array<f32, K>;
 var<workgroup> counter: atomic<u32>;
+var<workgroup> gate_run: u32;
 // This workgroup's block: its rows, and where its A, Q and R start.
 var<private> nr: u32;
 var<private> a_base: u32;
@@ -471,6 +474,14 @@ fn qr_tall(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    if GATED {
+        if lid == 0u {
+            gate_run = select(0u, 1u, q_out[p.gate] != 0.0);
+        }
+        if workgroupUniformLoad(&gate_run) == 0u {
+            return;
+        }
+    }
     let flat = wid.x + wid.y * nwg.x;
     if flat >= p.count {
         return;

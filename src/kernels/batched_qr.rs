@@ -461,10 +461,10 @@ impl Tall {
         }
         let k = m.min(n);
         // The reflectors (`vs` or `vss`, in whole vec4s), the other array's one element (at
-        // most a vec4), the k taus and the atomic counter.
+        // most a vec4), the k taus, the atomic counter and the gate flag of TSQR levels.
         let floats = vn(k, ldv(rpl, s), stack)?
             .next_multiple_of(4)
-            .checked_add(4 + k + 1)?;
+            .checked_add(4 + k + 2)?;
         let bytes = u32::try_from(floats.checked_mul(4)?).ok()?;
         ctx.fits_workgroup(bytes, (nsg * s) as u32).then_some(Self {
             m,
@@ -544,17 +544,19 @@ impl Tall {
             r_offset: r_offset as u32,
             r_ld: self.r_rows as u32,
             r_stride: (self.r_rows * n) as u32,
+            gate: 0,
         };
         // Mode R binds R in Q's place (written by nobody there).
         let q_buffer = q.map_or(r, |q| q.0);
-        self.dispatch(rec, ctx, &params, [a, q_buffer, r], batch);
+        self.dispatch(rec, ctx, &params, [a, q_buffer, r], batch, false);
     }
 
     /// One level of a TSQR tree (`kernels::tsqr`): each of `batch` matrices of `rows` rows (at
     /// `x`, column stride `x.ld`, matrix stride `x.stride`) cut into `nblocks` blocks, each
     /// block's explicit Q written at its rows of `q` and its R (b×b, zeros below the diagonal)
     /// at rows g·b … of `r`. The variant must have been made with qcols = r_rows = n = b and
-    /// m ≥ the largest block.
+    /// m ≥ the largest block. With `gate` (an element of `q`'s buffer), every workgroup returns
+    /// at once where that element is 0.0 (`kernels::cholqr` factored the panel).
     #[allow(clippy::too_many_arguments)]
     pub fn record_blocks(
         &self,
@@ -566,6 +568,7 @@ impl Tall {
         q: Mats,
         r: Mats,
         batch: usize,
+        gate: Option<usize>,
     ) {
         debug_assert!(
             self.qcols == self.n && self.r_rows == self.n && rows.div_ceil(nblocks) <= self.m
@@ -583,6 +586,7 @@ impl Tall {
             r_offset: r.offset as u32,
             r_ld: r.ld as u32,
             r_stride: r.stride as u32,
+            gate: gate.unwrap_or(0) as u32,
         };
         self.dispatch(
             rec,
@@ -590,6 +594,7 @@ impl Tall {
             &params,
             [x.buffer, q.buffer, r.buffer],
             nblocks * batch,
+            gate.is_some(),
         );
     }
 
@@ -600,12 +605,17 @@ impl Tall {
         params: &TallParams,
         [a, q, r]: [&wgpu::Buffer; 3],
         count: usize,
+        gated: bool,
     ) {
+        let mut constants = self.constants();
+        if gated {
+            constants.push(("GATED", 1.0));
+        }
         rec.dispatch(
             ctx,
             &SOURCE_TALL,
             "qr_tall",
-            &self.constants(),
+            &constants,
             params,
             &[
                 (a, Access::ReadWrite),
@@ -632,6 +642,7 @@ struct TallParams {
     r_offset: u32,
     r_ld: u32,
     r_stride: u32,
+    gate: u32,
 }
 
 /// R X = `C[0:n]` for `batch` systems, one workgroup each, in global memory: R is the upper

@@ -5,6 +5,7 @@
 //! Nothing here validates: the public operations in `linalg` check shapes and limits first.
 
 pub(crate) mod batched_qr;
+pub(crate) mod cholqr;
 pub(crate) mod copy;
 pub(crate) mod gemm;
 pub(crate) mod householder;
@@ -20,6 +21,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &batched_qr::SOURCE,
     &batched_qr::SOURCE_COLUMNS,
     &batched_qr::SOURCE_TALL,
+    &cholqr::SOURCE,
     &copy::SOURCE,
     &gemm::SOURCE,
     &householder::SOURCE,

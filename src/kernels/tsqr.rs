@@ -7,6 +7,7 @@
 //! then the reconstruction of Y, T, tau and R_H.
 
 use super::batched_qr::Tall;
+use super::cholqr;
 use super::householder::Mats;
 use crate::context::{Access, Context, KernelSource, Recorder};
 
@@ -51,7 +52,11 @@ struct Params {
     t_ld: u32,
     t_stride: u32,
     u_off: u32,
+    gate: u32,
 }
+
+/// `Params::gate` of launches that always run.
+const NO_GATE: u32 = u32::MAX;
 
 /// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows:
 /// where the adapter's subgroups have a fixed size, blocks factored in registers by `qr_tall`
@@ -71,6 +76,9 @@ pub(crate) struct Variant {
     /// of more R factors than dense blocks hold: that many R factors at most, and the variant
     /// for them.
     stack: Option<(usize, Tall)>,
+    /// Panels of more than one block are first factored by CholeskyQR2 (`kernels::cholqr`);
+    /// the tree runs only where its check fails.
+    cholqr: bool,
 }
 
 /// Which kernel a set of override constants is for (their workgroup arrays differ).
@@ -118,6 +126,7 @@ impl Variant {
                     lu_wg,
                     sg: Some(t),
                     stack,
+                    cholqr: false,
                 });
             }
         }
@@ -125,8 +134,9 @@ impl Variant {
         if 2 * b > wg {
             return None;
         }
-        // tsqr_factor's workgroup arrays: the block and its Q, the reduction buffer, 5·b more.
-        let extra = wg + 5 * b;
+        // tsqr_factor's workgroup arrays: the block and its Q, the reduction buffer, 5·b more,
+        // and the gate flag.
+        let extra = wg + 5 * b + 1;
         let rb = (2 * b..=wanted)
             .rev()
             .find(|rb| 4 * (2 * (rb + 1) * b + extra) <= limit)?;
@@ -137,7 +147,17 @@ impl Variant {
             lu_wg,
             sg: None,
             stack: None,
+            cholqr: false,
         })
+    }
+
+    /// The same variant with CholeskyQR2 in front of the tree (`on`, where the adapter runs
+    /// `kernels::cholqr`), or without.
+    pub fn with_cholqr(self, ctx: &Context, on: bool) -> Self {
+        Self {
+            cholqr: on && self.b <= cholqr::MAX_WIDTH && cholqr::fits(ctx),
+            ..self
+        }
     }
 
     /// Override constants for `entry` of tsqr.wgsl (workgroup arrays sized for that kernel).
@@ -223,6 +243,8 @@ pub(crate) struct Layout {
     levels: Vec<Level>,
     rtop: usize,
     uinv: usize,
+    /// CholeskyQR2's intermediates, where it runs before the tree (trees of several levels).
+    cq: Option<cholqr::Layout>,
     /// Scratch elements one batch member needs.
     pub total: usize,
 }
@@ -272,11 +294,14 @@ impl Layout {
         }
         let rtop = take(b * b);
         let uinv = take(b * b);
+        let cq = (v.cholqr && top > 0 && rows <= cholqr::MAX_ROWS)
+            .then(|| cholqr::Layout::new(b, rows, cursor));
         Self {
             levels,
             rtop,
             uinv,
-            total: cursor,
+            cq,
+            total: cursor + cq.map_or(0, |c| c.total),
         }
     }
 }
@@ -307,13 +332,25 @@ pub(crate) fn record_panel(
     let layout = Layout::new(v, rows);
     debug_assert!(layout.total <= stride && rows >= v.b);
     let b = v.b;
+    let levels = &layout.levels;
+    let top = levels.len() - 1;
+    // CholeskyQR2 first, where the variant asks for it: its Q and R go where the tree's would,
+    // and the tree's launches (factor, apply) return at once unless its gate is set.
+    let gate = layout.cq.map(|cq| {
+        let q = cholqr::Out {
+            q: levels[0].qx,
+            q_ld: rows,
+            r: layout.rtop,
+        };
+        cholqr::record(rec, ctx, b, rows, out.a, &cq, &q, scratch, stride, batch);
+        cq.gate
+    });
     let base = Params {
         batch: batch as u32,
         s_stride: stride as u32,
+        gate: gate.map_or(NO_GATE, |g| g as u32),
         ..Default::default()
     };
-    let levels = &layout.levels;
-    let top = levels.len() - 1;
     let portable = v.constants(Entry::Portable);
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let elementwise = |elements: usize| elements.div_ceil(PORTABLE_WG).clamp(1, max_x.min(4096));
@@ -376,6 +413,7 @@ pub(crate) fn record_panel(
                 Mats::new(scratch, level.q, level.rows, stride),
                 Mats::new(scratch, r_off, r_ld, stride),
                 batch,
+                gate,
             );
             continue;
         }

@@ -8,7 +8,9 @@
 //!      blocks factored in parallel (in workgroup memory, or in registers where the adapter's
 //!      subgroups have one size) and reduced as a tree, then V, T and R
 //!      are rebuilt from the explicit Q. O(log m) dependent launches instead of a column loop
-//!      over all m rows; chosen by [`PanelAlgorithm::Auto`] wherever the adapter fits it;
+//!      over all m rows; chosen by [`PanelAlgorithm::Auto`] wherever the adapter fits it.
+//!      Panels of several blocks (up to 8192 rows) get their explicit Q and R from CholeskyQR2
+//!      first (`kernels::cholqr`), and the tree runs only where its check fails;
 //!    - or by one workgroup walking the panel column by column (`geqr2`), V extracted, S = VᵀV
 //!      by GEMM and T built by `larft` ([`PanelAlgorithm::OneWorkgroup`]);
 //!
@@ -71,9 +73,12 @@ pub enum QrMode {
 /// How each panel of the blocked factorization is factored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PanelAlgorithm {
-    /// TSQR wherever the adapter's workgroup memory holds a block of 2·nb rows (for tall
-    /// panels the tree has several levels, for short ones it is a single block), else one
-    /// workgroup. Measured on an H100, TSQR was faster at every panel height.
+    /// [`Self::CholeskyQr2`]: TSQR wherever the adapter's workgroup memory holds a block of
+    /// 2·nb rows (for tall panels the tree has several levels, for short ones it is a single
+    /// block), CholeskyQR2 in front of it on panels of several blocks and at most 8192 rows,
+    /// else one workgroup. Measured on an H100, TSQR was faster than one workgroup at every
+    /// panel height, and CholeskyQR2 in front of it faster again (QR with Q 4096²: 27.2 against
+    /// 29.3 ms; `BENCHMARKS.md`, v65).
     #[default]
     Auto,
     /// One workgroup walks the panel column by column (`geqr2`), then `larft` builds T.
@@ -81,6 +86,12 @@ pub enum PanelAlgorithm {
     /// TSQR with Householder reconstruction wherever the adapter's workgroup memory holds a
     /// block of at least 2·nb rows (one workgroup otherwise).
     Tsqr,
+    /// As [`Self::Tsqr`], but panels of more than one TSQR block and at most 8192 rows are
+    /// first factored by CholeskyQR2 (two Cholesky QRs: five short launches), and the TSQR tree
+    /// runs, inside the same submission, only where a check on the second Gram matrix finds
+    /// CholeskyQR2 unsafe (ill-conditioned or rank-deficient panels, non-finite values): there
+    /// the results are TSQR's, bit for bit; elsewhere they differ from TSQR's by rounding.
+    CholeskyQr2,
 }
 
 /// Tuning for the blocked factorization.
@@ -143,7 +154,11 @@ impl Plan {
         if self.panel == PanelAlgorithm::OneWorkgroup {
             return None;
         }
-        let v = tsqr::Variant::new(ctx, w, self.tsqr_rows)?;
+        let cholqr = matches!(
+            self.panel,
+            PanelAlgorithm::Auto | PanelAlgorithm::CholeskyQr2
+        );
+        let v = tsqr::Variant::new(ctx, w, self.tsqr_rows)?.with_cholqr(ctx, cholqr);
         tsqr::fits_grid(ctx, &v, rows, self.batch).then_some(v)
     }
 

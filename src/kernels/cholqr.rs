@@ -1,0 +1,191 @@
+//! `wgsl/cholqr.wgsl`: CholeskyQR2 for the tall inner panels of the blocked QR, in front of
+//! TSQR (`kernels::tsqr`), which runs only where its check fails (see the WGSL header).
+//!
+//! [`Layout`] places its partial Grams, R₁, R₂ and the gate in the TSQR scratch buffer, after
+//! TSQR's own tree; [`record`] records its five launches.
+
+use super::householder::Mats;
+use crate::context::{Access, Context, KernelSource, Recorder};
+
+pub(crate) const SOURCE: KernelSource = KernelSource {
+    name: "cholqr",
+    source: include_str!("../../wgsl/cholqr.wgsl"),
+};
+
+/// Rows per tile of `cq_gram` / `cq_solve` (the WGSL's `TR`).
+const TILE_ROWS: usize = 64;
+
+/// Invocations per workgroup (the WGSL's `WG`).
+const WG: u32 = 256;
+
+/// Workgroup memory of `cq_solve` in bytes (the tile, 32 columns of 17 vec4s, and a 32×32
+/// R with leading dimension 33); `cq_chol` takes two such R arrays and an atomic, less.
+const STORAGE_BYTES: u32 = 32 * 17 * 16 + 33 * 32 * 4;
+
+/// Widest panel the kernels take.
+pub(crate) const MAX_WIDTH: usize = 32;
+
+/// Floats per partial Gram (32×32 whatever the width; the WGSL's `PART`).
+const PART: usize = 1024;
+
+/// Tallest panel given to CholeskyQR2: `cq_chol` sums one partial Gram per 64 rows, so its
+/// time grows with the height, where TSQR's tree grows with its logarithm.
+pub(crate) const MAX_ROWS: usize = 8192;
+
+/// Whether the adapter runs the kernels (WebGPU's default limits do).
+pub(crate) fn fits(ctx: &Context) -> bool {
+    ctx.fits_workgroup(STORAGE_BYTES, WG) && ctx.limits().max_compute_workgroup_size_x >= WG
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    ntiles: u32,
+    batch: u32,
+    step: u32,
+    x_off: u32,
+    x_ld: u32,
+    x_stride: u32,
+    s_stride: u32,
+    part_off: u32,
+    r_in: u32,
+    r_out: u32,
+    q_off: u32,
+    q_ld: u32,
+    rtop: u32,
+    gate: u32,
+}
+
+/// Where one panel's CholeskyQR2 keeps its intermediates in the scratch buffer (element offsets
+/// per batch member, from `base`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    parts: usize,
+    r1: usize,
+    r2: usize,
+    /// The gate: one element for the whole batch (member 0's), 1.0 where TSQR must factor the
+    /// panel.
+    pub gate: usize,
+    /// Elements one batch member needs.
+    pub total: usize,
+}
+
+impl Layout {
+    /// The intermediates of a `rows` × `b` panel, placed from element `base`.
+    pub fn new(b: usize, rows: usize, base: usize) -> Self {
+        let parts = base;
+        let r1 = parts + rows.div_ceil(TILE_ROWS) * PART;
+        let r2 = r1 + b * b;
+        let gate = r2 + b * b;
+        Self {
+            parts,
+            r1,
+            r2,
+            gate,
+            total: gate + 1 - base,
+        }
+    }
+}
+
+/// Where the panel's Q and R go (scratch offsets per batch member): Q `rows` × b with leading
+/// dimension `q_ld`, R b×b with leading dimension b.
+pub(crate) struct Out {
+    pub q: usize,
+    pub q_ld: usize,
+    pub r: usize,
+}
+
+/// Records CholeskyQR2 of the `rows` × `b` panel `x` of each of `batch` matrices: Q and R to
+/// `out` in `scratch` (`stride` elements per member), and the gate of `layout` set to 1.0 where
+/// any member's panel fails the check (0.0 otherwise). `x` is only read.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    rec: &mut Recorder,
+    ctx: &Context,
+    b: usize,
+    rows: usize,
+    x: Mats,
+    layout: &Layout,
+    out: &Out,
+    scratch: &wgpu::Buffer,
+    stride: usize,
+    batch: usize,
+) {
+    debug_assert!(b <= MAX_WIDTH && rows >= b);
+    let ntiles = rows.div_ceil(TILE_ROWS);
+    let base = Params {
+        rows: rows as u32,
+        ntiles: ntiles as u32,
+        batch: batch as u32,
+        s_stride: stride as u32,
+        part_off: layout.parts as u32,
+        q_off: out.q as u32,
+        q_ld: out.q_ld as u32,
+        rtop: out.r as u32,
+        gate: layout.gate as u32,
+        ..Default::default()
+    };
+    let solve = |rec: &mut Recorder, solve: bool, gram: bool, params: Params, xbuf| {
+        let constants = [
+            ("B", b as f64),
+            ("SOLVE", f64::from(u8::from(solve))),
+            ("GRAM", f64::from(u8::from(gram))),
+            ("WRITE", f64::from(u8::from(solve))),
+        ];
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "cq_solve",
+            &constants,
+            &params,
+            &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
+            [ntiles as u32, batch as u32, 1],
+        );
+    };
+    let chol = |rec: &mut Recorder, step: u32, r_in: usize, r_out: usize| {
+        rec.dispatch(
+            ctx,
+            &SOURCE,
+            "cq_chol",
+            &[("B", b as f64)],
+            &Params {
+                step,
+                r_in: r_in as u32,
+                r_out: r_out as u32,
+                ..base
+            },
+            &[(scratch, Access::ReadWrite), (scratch, Access::ReadWrite)],
+            [batch as u32, 1, 1],
+        );
+    };
+    let from_x = Params {
+        x_off: x.offset as u32,
+        x_ld: x.ld as u32,
+        x_stride: x.stride as u32,
+        ..base
+    };
+    // Pass 1: G = XᵀX, R₁, Q₁ = X R₁⁻¹ (into Q's place) with Q₁ᵀQ₁'s partial Grams.
+    solve(rec, false, true, from_x, x.buffer);
+    chol(rec, 1, 0, layout.r1);
+    solve(
+        rec,
+        true,
+        true,
+        Params {
+            r_in: layout.r1 as u32,
+            ..from_x
+        },
+        x.buffer,
+    );
+    // Pass 2: R₂ (with the check), R = R₂R₁, Q = Q₁R₂⁻¹ in place.
+    chol(rec, 2, layout.r1, layout.r2);
+    let from_q = Params {
+        x_off: out.q as u32,
+        x_ld: out.q_ld as u32,
+        x_stride: stride as u32,
+        r_in: layout.r2 as u32,
+        ..base
+    };
+    solve(rec, true, false, from_q, scratch);
+}

@@ -1,0 +1,274 @@
+// Cholesky QR, twice (CholeskyQR2: Fukaya, Nakatsukasa, Yanagisawa, Yamamoto, 2014), for the
+// tall inner panels of the blocked QR: the explicit Q and R of a rows × B panel (B ≤ 32) with
+// five short launches whose only sequential parts are B-step loops over a B×B matrix, where
+// TSQR (tsqr.wgsl) walks B Householder steps over every block of rows, level by level.
+//
+//   pass 1: G = XᵀX (cq_gram, one partial Gram per tile of TR rows), R₁ = chol(G) (cq_chol),
+//           Q₁ = X R₁⁻¹ (cq_solve, by substitution, row by row: backward stable, so
+//           X = Q₁R₁ to rounding whatever R₁'s conditioning, and Q₁ᵀQ₁'s partial Grams);
+//   pass 2: G₂ = Q₁ᵀQ₁, R₂ = chol(G₂), R = R₂R₁ (cq_chol), Q = Q₁R₂⁻¹ (cq_solve, in place).
+//
+// Q and R then go to the same Householder reconstruction as TSQR's (tsqr_lu.wgsl).
+//
+// CholeskyQR loses orthogonality as κ(X)², and in f32 it breaks for κ(X) beyond ~10³ (G is
+// then singular to working precision), for rank-deficient panels, zero columns, and squares
+// that overflow or flush. So pass 2 checks its input: every entry of G₂ = Q₁ᵀQ₁ must be finite
+// and within TOL_SUM / B of the identity's, i.e. ‖Q₁ᵀQ₁ − I‖_F ≤ TOL_SUM = 1/2, so that
+// κ(Q₁)² ≤ 3 and the second pass is the well-conditioned CholeskyQR whose Q is orthonormal to
+// working precision. Where any matrix of the batch fails it, cq_chol sets the gate (one float in
+// the scratch buffer, 1.0) and TSQR's kernels, recorded after these and reading the gate, factor
+// the panel again from X (which nothing here writes), overwriting Q and R. Where the gate stays
+// 0.0, they return at once. Non-finite input (NaN, Inf) fails the check too, so such panels keep
+// TSQR's results exactly.
+//
+// Layout: X column-major (x_off + b·x_stride + i + c·x_ld); everything else in the scratch
+// buffer `sbuf`, matrix b at b·s_stride: partial Grams (ntiles of them, each B×B in a 32×32
+// column-major block), R₁ and R₂ (r_out / r_in, B×B, leading dimension B, zeros below the
+// diagonal), Q (q_off, leading dimension q_ld), the top R (rtop, B×B). The gate is one element for the whole batch (gate,
+// not offset by the batch member).
+
+override B: u32 = 32u;          // panel width (at most 32)
+override SOLVE: bool = true;    // cq_solve: false leaves X as it is (cq_gram)
+override GRAM: bool = true;     // cq_solve: partial Gram of the result
+override WRITE: bool = true;    // cq_solve: write the result to Q
+
+const TR: u32 = 64u;            // rows per tile: 8 row groups of 8 rows (two vec4s per lane)
+const WG: u32 = 256u;           // 32 columns × 8 row groups
+const LDX: u32 = 17u;           // vec4s per column of a tile in workgroup memory (16, padded)
+const TOL_SUM: f32 = 0.5;
+const PART: u32 = 1024u;
+const LDG: u32 = 33u;           // leading dimension of gs and rs: columns one bank apart        // floats per partial Gram: 32×32, leading dimension 32
+
+struct Params {
+    rows: u32,      // rows of the panel
+    ntiles: u32,    // ceil(rows / TR)
+    batch: u32,
+    step: u32,      // cq_chol: pass 1 or 2
+    x_off: u32,     // cq_solve: X (binding 1)
+    x_ld: u32,
+    x_stride: u32,
+    s_stride: u32,  // scratch elements per matrix
+    part_off: u32,  // partial Grams
+    r_in: u32,      // cq_solve: the R to solve with; cq_chol pass 2: R₁
+    r_out: u32,     // cq_chol: R₁ (pass 1) or R₂ (pass 2)
+    q_off: u32,     // cq_solve: Q out (scratch)
+    q_ld: u32,
+    rtop: u32,      // cq_chol pass 2: R = R₂R₁, leading dimension B
+    gate: u32,      // the gate (scratch element of the whole batch)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sbuf: array<f32>;
+
+var<workgroup> xs: array<vec4<f32>, 544>;  // a tile, column c at c·LDX (32·LDX vec4s)
+var<workgroup> gs: array<f32, 1056>;       // a B×B matrix, column-major, leading dimension LDG
+var<workgroup> rs: array<f32, 1056>;       // cq_chol: its factor R, the same
+var<workgroup> bad: atomic<u32>;
+
+// Four consecutive floats of a partial Gram.
+fn part(at: u32) -> vec4<f32> {
+    return vec4<f32>(sbuf[at], sbuf[at + 1u], sbuf[at + 2u], sbuf[at + 3u]);
+}
+
+fn finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// Loads, solves and writes one tile of TR rows; its partial Gram, if GRAM, to part_off.
+@compute @workgroup_size(WG)
+fn cq_solve(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let tile = wid.x;
+    let bm = wid.y;
+    if tile >= p.ntiles || bm >= p.batch {
+        return;
+    }
+    let c = lid % 32u;
+    let rg = lid / 32u;
+    let sb = bm * p.s_stride;
+    if SOLVE {
+        for (var e = lid; e < B * B; e += WG) {
+            gs[e % B + (e / B) * LDG] = sbuf[sb + p.r_in + e];
+        }
+    }
+    // Rows r0 … r0 + 7 of column c.
+    let r0 = tile * TR + rg * 8u;
+    var x0 = vec4<f32>(0.0);
+    var x1 = vec4<f32>(0.0);
+    let owns = c < B;
+    if owns {
+        let xb = p.x_off + bm * p.x_stride + c * p.x_ld;
+        for (var u = 0u; u < 4u; u++) {
+            if r0 + u < p.rows {
+                x0[u] = xbuf[xb + r0 + u];
+            }
+            if r0 + 4u + u < p.rows {
+                x1[u] = xbuf[xb + r0 + 4u + u];
+            }
+        }
+    }
+    let slot = c * LDX + rg * 2u;
+    if SOLVE {
+        workgroupBarrier();
+        // Column by column: x_c = (a_c − Σ_{j<c} x_j R_jc) / R_cc; once x_j is in the tile,
+        // every later column adds its term (one barrier per column, x_j written once).
+        var acc0 = vec4<f32>(0.0);
+        var acc1 = vec4<f32>(0.0);
+        for (var j = 0u; j < B; j++) {
+            if c == j {
+                let d = gs[j + j * LDG];
+                x0 = (x0 - acc0) / d;
+                x1 = (x1 - acc1) / d;
+                xs[slot] = x0;
+                xs[slot + 1u] = x1;
+            }
+            workgroupBarrier();
+            if c > j && owns {
+                let rjc = gs[j + c * LDG];
+                acc0 = fma(xs[j * LDX + rg * 2u], vec4<f32>(rjc), acc0);
+                acc1 = fma(xs[j * LDX + rg * 2u + 1u], vec4<f32>(rjc), acc1);
+            }
+        }
+    } else if owns {
+        xs[slot] = x0;
+        xs[slot + 1u] = x1;
+    }
+    if WRITE && owns {
+        let qb = sb + p.q_off + c * p.q_ld;
+        for (var u = 0u; u < 4u; u++) {
+            if r0 + u < p.rows {
+                sbuf[qb + r0 + u] = x0[u];
+            }
+            if r0 + 4u + u < p.rows {
+                sbuf[qb + r0 + 4u + u] = x1[u];
+            }
+        }
+    }
+    if GRAM {
+        workgroupBarrier();
+        // Entry (i, j) of the tile's XᵀX; rows past the panel are zeros.
+        let pb = sb + p.part_off + tile * PART;
+        for (var e = lid; e < B * B; e += WG) {
+            let i = e % B;
+            let j = e / B;
+            var s = 0.0;
+            for (var v = 0u; v < 16u; v++) {
+                s += dot(xs[i * LDX + v], xs[j * LDX + v]);
+            }
+            sbuf[pb + i + 32u * j] = s;
+        }
+    }
+}
+
+// One workgroup per matrix: G = the sum of the partial Grams, its Cholesky factor R
+// (G = RᵀR) to r_out; pass 2 also checks G against the identity, writes R₂R₁ to rtop and sets
+// the gate where the check fails. Pass 1 clears the gate.
+@compute @workgroup_size(WG)
+fn cq_chol(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bm = wid.x;
+    if bm >= p.batch {
+        return;
+    }
+    if lid == 0u {
+        atomicStore(&bad, 0u);
+    }
+    let sb = bm * p.s_stride;
+    let tol = TOL_SUM / f32(B);
+    // Invocation lid sums entries i0 … i0 + 3 of column j of every partial Gram: eight
+    // independent sums over the tiles, so that loads from several tiles are in flight at once
+    // (one dependent sum took 22 µs for 64 tiles on an H100).
+    let j = lid / 8u;
+    let i0 = 4u * (lid % 8u);
+    let at = sb + p.part_off + i0 + 32u * j;
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    var s4 = vec4<f32>(0.0);
+    var s5 = vec4<f32>(0.0);
+    var s6 = vec4<f32>(0.0);
+    var s7 = vec4<f32>(0.0);
+    var t = 0u;
+    for (; t + 8u <= p.ntiles; t += 8u) {
+        s0 += part(at + t * PART);
+        s1 += part(at + (t + 1u) * PART);
+        s2 += part(at + (t + 2u) * PART);
+        s3 += part(at + (t + 3u) * PART);
+        s4 += part(at + (t + 4u) * PART);
+        s5 += part(at + (t + 5u) * PART);
+        s6 += part(at + (t + 6u) * PART);
+        s7 += part(at + (t + 7u) * PART);
+    }
+    for (; t < p.ntiles; t++) {
+        s0 += part(at + t * PART);
+    }
+    let s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+    var fails = false;
+    for (var u = 0u; u < 4u; u++) {
+        let i = i0 + u;
+        if i < B && j < B {
+            gs[i + j * LDG] = s[u];
+            let dev = s[u] - select(0.0, 1.0, i == j);
+            fails = fails || !finite(s[u]) || !(abs(dev) <= tol);
+        }
+    }
+    workgroupBarrier();
+    if p.step == 2u && fails {
+        atomicOr(&bad, 1u);
+    }
+    // Outer-product Cholesky on the upper triangle: step k takes row k (never written in that
+    // step) from rows below it; one barrier per step.
+    for (var k = 0u; k < B; k++) {
+        let dinv = 1.0 / gs[k + k * LDG];
+        for (var e = lid; e < B * B; e += WG) {
+            let i = e % B;
+            let j = e / B;
+            if i > k && j >= i {
+                gs[i + j * LDG] -= gs[k + i * LDG] * gs[k + j * LDG] * dinv;
+            }
+        }
+        workgroupBarrier();
+    }
+    // R_kj = G_kj / sqrt(G_kk) on and above the diagonal, zeros below.
+    for (var e = lid; e < B * B; e += WG) {
+        let i = e % B;
+        let j = e / B;
+        var r = 0.0;
+        if i <= j {
+            r = gs[i + j * LDG] / sqrt(gs[i + i * LDG]);
+        }
+        rs[i + j * LDG] = r;
+        sbuf[sb + p.r_out + e] = r;
+    }
+    if p.step == 1u {
+        if bm == 0u && lid == 0u {
+            sbuf[p.gate] = 0.0;
+        }
+        return;
+    }
+    // R₁ (from pass 1's launch) into gs, once every invocation is done reading it.
+    workgroupBarrier();
+    for (var e = lid; e < B * B; e += WG) {
+        gs[e % B + (e / B) * LDG] = sbuf[sb + p.r_in + e];
+    }
+    workgroupBarrier();
+    // R = R₂R₁ (both upper triangular).
+    for (var e = lid; e < B * B; e += WG) {
+        let i = e % B;
+        let j = e / B;
+        var s = 0.0;
+        for (var l = i; l <= j; l++) {
+            s = fma(rs[i + l * LDG], gs[l + j * LDG], s);
+        }
+        sbuf[sb + p.rtop + e] = s;
+    }
+    if lid == 0u && atomicLoad(&bad) != 0u {
+        sbuf[p.gate] = 1.0;
+    }
+}
