@@ -4,12 +4,13 @@
 //
 // One invocation per entry of the B×B block (entries e, e + WG, … where the adapter allows fewer
 // than B² invocations), everything in workgroup memory, and every step in axpy form: step i of
-// the LU updates each entry below and right of the pivot from the pivot's row and column; U⁻¹
-// is solved by columns of U (back substitution, all of U⁻¹'s columns at once) and T by columns
-// of L (forward substitution, all of T's rows at once), the two in the same B steps. Each step
-// is one workgroupBarrier and a few loads per entry: no dot product, so no reduction and no
-// subgroup operation (a subgroupAdd was ~200 cycles per step on an H100, BENCHMARKS.md,
-// session 5; the kernel that reduced with them took 40 µs for B = 32).
+// the LU updates each entry below and right of the pivot from the pivot's row and column, and
+// the same step takes U⁻¹ (X U = I, by columns) and T (by columns of L) one column further, as
+// pivot i makes row i of U and column i of L final: B steps in all, one workgroupBarrier each,
+// a few loads per entry, no dot product, so no reduction and no subgroup operation (a
+// subgroupAdd was ~200 cycles per step on an H100, BENCHMARKS.md, session 5; the kernel that
+// reduced with them took 40 µs for B = 32; U⁻¹ and T in a second loop of B steps, until
+// session 12, took 24 µs in the profile).
 //
 // LAPACK's no-reflection case (tau = 0, R keeps alpha) is the one exact test: pivot column i
 // with |pivot| = 1 and nothing below the diagonal ever non-zero takes S_ii = sign(piv), U_ii = 0
@@ -91,13 +92,22 @@ fn tsqr_lu(
         let c = e / B;
         let x = sbuf[qb + r + c * p.q_ld];
         lu[e] = x;
+        xu[e] = 0.0;
+        ty[e] = 0.0;
         if r > c && x != 0.0 {
             atomicOr(&nz[c], 1u);
         }
     }
     workgroupBarrier();
-    // LU without pivoting of Q₁ − S, S chosen at each pivot. Column i keeps its unscaled values
-    // until the end (L = column / U_ii), so each step needs one barrier.
+    // One loop of B steps, one barrier each. Step i: the pivot i of the LU without pivoting of
+    // Q₁ − S (S_ii chosen there), and with it column i of L and row i of U are final, so the
+    // same step also takes U⁻¹ and T one column further, both in axpy form:
+    //   U⁻¹ = X with X U = I:  x[r, c] = (δ_rc − xa[r, c]) / U_cc, xa[r, c] = Σ_{l<c} x[r, l] U[l, c];
+    //   T = −U S L₁⁻ᵀ:         t[g, c] = −U[g, c] S_c − ta[g, c], ta[g, c] = Σ_{s<c} t[g, s] L[c, s].
+    // Step i adds the terms of x[·, i] and t[·, i] to the sums of the columns right of i; both
+    // are formed on the spot from their sums, final since step i − 1 and written by nobody in
+    // step i. Column i of the LU keeps its unscaled values until the end (L = column / U_ii).
+    // (Until session 12 U⁻¹ and T took a second loop of B steps after the LU.)
     for (var i = 0u; i < B; i++) {
         let piv = lu[i * B + i];
         // S_ii = −sign(piv), so |U_ii| ≥ 1 — except LAPACK's no-reflection column (see header).
@@ -108,66 +118,55 @@ fn tsqr_lu(
         var sgn = select(1.0, -1.0, piv >= 0.0);
         sgn = select(sgn, -sgn, sp);
         let u = piv - sgn;
+        let ud = select(u, 1.0, sp);
         if lid == 0u {
             info[i] = vec4<f32>(u, sgn, select(0.0, 1.0, sp), 0.0);
         }
         for (var e = lid; e < BB; e += WG) {
             let r = e % B;
             let c = e / B;
-            if r > i && c > i {
-                let old = lu[e];
-                let l = select(lu[i * B + r] / u, 0.0, sp);
-                let nv = old - l * lu[c * B + i];
-                lu[e] = nv;
-                if r > c && old == 0.0 && nv != 0.0 {
-                    atomicOr(&nz[c], 1u);
+            if c > i {
+                if r > i {
+                    let old = lu[e];
+                    let l = select(lu[i * B + r] / u, 0.0, sp);
+                    let nv = old - l * lu[c * B + i];
+                    lu[e] = nv;
+                    if r > c && old == 0.0 && nv != 0.0 {
+                        atomicOr(&nz[c], 1u);
+                    }
+                } else {
+                    // r ≤ i < c: U[i, c] is row i of the LU, final.
+                    let uic = lu[c * B + i];
+                    let x = (select(0.0, 1.0, r == i) - xu[i * B + r]) / ud;
+                    xu[e] = xu[e] + x * uic;
+                    // g = r ≤ i = s < c: t[g, i] from its sum and U[g, i] (U_ii where g = i).
+                    let ugi = select(lu[i * B + r], u, r == i);
+                    let t = -ugi * sgn - ty[i * B + r];
+                    let lci = select(lu[i * B + c] / u, 0.0, sp);
+                    ty[e] = ty[e] + t * lci;
                 }
             }
         }
         workgroupBarrier();
     }
-    // L below the diagonal, U_jj on it; U⁻¹ starts as I, T as −U S on and above its diagonal
-    // (U above the diagonal is not rewritten here, and U_jj is taken from info).
+    // L below the diagonal, U⁻¹ and T from their sums on and above it (U above the diagonal
+    // is read before L overwrites anything: only entries below the diagonal change).
     for (var e = lid; e < BB; e += WG) {
         let r = e % B;
         let c = e / B;
         let ic = info[c];
-        if r > c {
+        if r <= c {
+            let ud = select(ic.x, 1.0, ic.z != 0.0);
+            xu[e] = (select(0.0, 1.0, r == c) - xu[e]) / ud;
+            let ugc = select(lu[e], ic.x, r == c);
+            ty[e] = -ugc * ic.y - ty[e];
+        } else {
             lu[e] = select(lu[e] / ic.x, 0.0, ic.z != 0.0);
-        } else if r == c {
-            lu[e] = ic.x;
+            xu[e] = 0.0;
+            ty[e] = 0.0;
         }
-        xu[e] = select(0.0, 1.0, r == c);
-        // ty entry (g, s) = (r, c): −U[g, s]·S_s for s ≥ g.
-        var m = 0.0;
-        if c > r {
-            m = -lu[e] * ic.y;
-        } else if c == r {
-            m = -ic.x * ic.y;
-        }
-        ty[e] = m;
     }
     workgroupBarrier();
-    // Step s: U⁻¹'s row k = B−1−s is final (before its division by U_kk) and is eliminated from
-    // the rows above it; T's column s is final and is eliminated from the columns right of it.
-    for (var s = 0u; s < B; s++) {
-        let k = B - 1u - s;
-        let ik = info[k];
-        let udk = select(ik.x, 1.0, ik.z != 0.0);
-        for (var e = lid; e < BB; e += WG) {
-            let r = e % B;
-            let c = e / B;
-            // U⁻¹[r, g] for g = c: x[r, g] −= U[r, k]·x[k, g]/U_kk, for r < k ≤ g.
-            if r < k && k <= c {
-                xu[e] = xu[e] - lu[k * B + r] * (xu[c * B + k] / udk);
-            }
-            // T[g, c] for g = r: y[g, c] −= y[g, s]·L[c, s], for g ≤ s < c.
-            if c > s && s >= r {
-                ty[e] = ty[e] - ty[s * B + r] * lu[s * B + c];
-            }
-        }
-        workgroupBarrier();
-    }
     let ab = p.a_off + bm * p.a_stride;
     let vb = p.v_off + bm * p.v_stride;
     let rt = p.r_off + bm * p.s_stride;
@@ -185,10 +184,8 @@ fn tsqr_lu(
             vbuf[vb + r + c * p.v_ld] = select(0.0, 1.0, r == c);
         }
         tbuf[tb + r + c * p.t_ld] = ty[e];
-        // U⁻¹ with 1 for a zero U_rr, zero below the diagonal and in no-reflection columns.
-        let ir = info[r];
-        let ui = xu[e] / select(ir.x, 1.0, ir.z != 0.0);
-        sbuf[ub + e] = select(ui, 0.0, r > c || info[c].z != 0.0);
+        // U⁻¹ (with 1 for a zero U_rr), zero below the diagonal and in no-reflection columns.
+        sbuf[ub + e] = select(xu[e], 0.0, r > c || info[c].z != 0.0);
     }
     if lid < B {
         taubuf[p.tau_off + bm * p.tau_stride + lid] = ty[lid * B + lid];
