@@ -355,6 +355,44 @@ fn nan_inf_and_zero_members_leave_the_others_bitwise_unchanged() {
     }
 }
 
+/// The blocked path on matrices of over 256 rows, whose panels CholeskyQR2 factors where its
+/// check passes and TSQR where it fails: the check and the fallback are per member, so a NaN,
+/// a zero column or nearly dependent columns in one member leave the others bit for bit as
+/// they are alone (factored by CholeskyQR2), and those members get TSQR's results.
+#[test]
+fn cholqr_fallback_is_per_member() {
+    let ctx = ctx();
+    let (m, n) = (300, 20);
+    let mut members = plain_members(5, m, n, 520);
+    members[1][(150, 4)] = f64::NAN;
+    for i in 0..m {
+        members[2][(i, 7)] = 0.0;
+        members[3][(i, 9)] = members[3][(i, 8)] * (1.0 + 1e-6 * ((i % 7) as f64 - 3.0));
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let blocked = opts(BatchedPath::Blocked);
+    let (q, r) = run_qr(ctx, &members, QrMode::Reduced, &blocked);
+    let q = q.unwrap();
+    let k = m.min(n);
+    for (b, a) in members.iter().enumerate() {
+        let (q1, r1) = run_qr(ctx, std::slice::from_ref(a), QrMode::Reduced, &blocked);
+        assert_eq!(
+            bits(&r[b * k * n..(b + 1) * k * n]),
+            bits(&r1),
+            "member {b}'s R differs from its solo run"
+        );
+        assert_eq!(
+            bits(&q[b * m * k..(b + 1) * m * k]),
+            bits(&q1.unwrap()),
+            "member {b}'s Q differs from its solo run"
+        );
+        if b != 1 {
+            let qb = member(&q, b, m, k);
+            check_member(&format!("member {b}"), a, Some(&qb), &member(&r, b, k, n));
+        }
+    }
+}
+
 #[test]
 fn chunked_batches_match_unchunked_in_one_submission() {
     let ctx = Context::new().unwrap();

@@ -75,7 +75,8 @@ struct Params {
     r_offset: u32,  // R of block g: rows g·R_ROWS … of matrix b's R
     r_ld: u32,
     r_stride: u32,
-    gate: u32,      // GATED: element of q_out; 0.0 there means skip (cholqr.wgsl factored it)
+    gate: u32,      // GATED: element of q_out (per matrix, q_stride apart); 0.0 there means
+                    // return at once (cholqr.wgsl factored that matrix's panel)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -474,19 +475,19 @@ fn qr_tall(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    if GATED {
-        if lid == 0u {
-            gate_run = select(0u, 1u, q_out[p.gate] != 0.0);
-        }
-        if workgroupUniformLoad(&gate_run) == 0u {
-            return;
-        }
-    }
     let flat = wid.x + wid.y * nwg.x;
     if flat >= p.count {
         return;
     }
     let mat = flat / p.nblocks;
+    if GATED {
+        if lid == 0u {
+            gate_run = select(0u, 1u, q_out[p.gate + mat * p.q_stride] != 0.0);
+        }
+        if workgroupUniformLoad(&gate_run) == 0u {
+            return;
+        }
+    }
     let g = flat % p.nblocks;
     let base = p.rows / p.nblocks;
     let rem = p.rows % p.nblocks;

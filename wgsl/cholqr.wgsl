@@ -15,17 +15,16 @@
 // that overflow or flush. So pass 2 checks its input: every entry of G₂ = Q₁ᵀQ₁ must be finite
 // and within TOL_SUM / B of the identity's, i.e. ‖Q₁ᵀQ₁ − I‖_F ≤ TOL_SUM = 1/2, so that
 // κ(Q₁)² ≤ 3 and the second pass is the well-conditioned CholeskyQR whose Q is orthonormal to
-// working precision. Where any matrix of the batch fails it, cq_chol sets the gate (one float in
-// the scratch buffer, 1.0) and TSQR's kernels, recorded after these and reading the gate, factor
-// the panel again from X (which nothing here writes), overwriting Q and R. Where the gate stays
-// 0.0, they return at once. Non-finite input (NaN, Inf) fails the check too, so such panels keep
-// TSQR's results exactly.
+// working precision. Where a matrix fails it, cq_chol sets its gate (one float per matrix in the
+// scratch buffer, 1.0) and TSQR's kernels, recorded after these and reading that matrix's gate,
+// factor its panel again from X (which nothing here writes), overwriting Q and R. Where the gate
+// stays 0.0, they return at once. Non-finite input (NaN, Inf) fails the check too, so such panels
+// keep TSQR's results exactly, and each matrix of a batch gets the same results as alone.
 //
 // Layout: X column-major (x_off + b·x_stride + i + c·x_ld); everything else in the scratch
 // buffer `sbuf`, matrix b at b·s_stride: partial Grams (ntiles of them, each B×B in a 32×32
 // column-major block), R₁ and R₂ (r_out / r_in, B×B, leading dimension B, zeros below the
-// diagonal), Q (q_off, leading dimension q_ld), the top R (rtop, B×B). The gate is one element for the whole batch (gate,
-// not offset by the batch member).
+// diagonal), Q (q_off, leading dimension q_ld), the top R (rtop, B×B) and the gate.
 
 override B: u32 = 32u;          // panel width (at most 32)
 override SOLVE: bool = true;    // cq_solve: false leaves X as it is (cq_gram)
@@ -54,7 +53,7 @@ struct Params {
     q_off: u32,     // cq_solve: Q out (scratch)
     q_ld: u32,
     rtop: u32,      // cq_chol pass 2: R = R₂R₁, leading dimension B
-    gate: u32,      // the gate (scratch element of the whole batch)
+    gate: u32,      // the gate
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -64,6 +63,8 @@ struct Params {
 var<workgroup> xs: array<vec4<f32>, 544>;  // a tile, column c at c·LDX (32·LDX vec4s)
 var<workgroup> gs: array<f32, 1056>;       // a B×B matrix, column-major, leading dimension LDG
 var<workgroup> rs: array<f32, 1056>;       // cq_chol: its factor R, the same
+var<workgroup> rowk: array<f32, 64>;       // cq_chol: the Cholesky's pivot rows, two buffers
+var<workgroup> sd: array<f32, 32>;         // cq_chol: the square roots of the pivots
 var<workgroup> bad: atomic<u32>;
 
 // Four consecutive floats of a partial Gram.
@@ -222,33 +223,61 @@ fn cq_chol(
     if p.step == 2u && fails {
         atomicOr(&bad, 1u);
     }
-    // Outer-product Cholesky on the upper triangle: step k takes row k (never written in that
-    // step) from rows below it; one barrier per step.
+    // Outer-product Cholesky on the upper triangle, the entries in registers: invocation lid
+    // holds (i, j_q) = (lid % 32, lid / 32 + 8q), q < 4, of the Schur complement. Step k: the
+    // holders of row k (i = k, final since step k − 1) publish it (two row buffers, alternately,
+    // so that the next step's row never overwrites one still being read), one barrier, and every
+    // entry below row k takes its update. (One barrier per step as before, but the entries no
+    // longer go through workgroup memory: 19.5 → 16.3 µs per launch in the H100 profile of the
+    // 4096² QR; BENCHMARKS.md, v67.)
+    let ci = lid % 32u;
+    let cj = lid / 32u;
+    var g = vec4<f32>(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        let j = cj + 8u * q;
+        if ci < B && j < B {
+            g[q] = gs[ci + j * LDG];
+        }
+    }
     for (var k = 0u; k < B; k++) {
-        let dinv = 1.0 / gs[k + k * LDG];
-        for (var e = lid; e < B * B; e += WG) {
-            let i = e % B;
-            let j = e / B;
-            if i > k && j >= i {
-                gs[i + j * LDG] -= gs[k + i * LDG] * gs[k + j * LDG] * dinv;
+        let buf = (k % 2u) * 32u;
+        if ci == k {
+            for (var q = 0u; q < 4u; q++) {
+                let j = cj + 8u * q;
+                if j >= k && j < B {
+                    rowk[buf + j] = g[q];
+                }
             }
         }
         workgroupBarrier();
-    }
-    // R_kj = G_kj / sqrt(G_kk) on and above the diagonal, zeros below.
-    for (var e = lid; e < B * B; e += WG) {
-        let i = e % B;
-        let j = e / B;
-        var r = 0.0;
-        if i <= j {
-            r = gs[i + j * LDG] / sqrt(gs[i + i * LDG]);
+        let d = rowk[buf + k];
+        if lid == 0u {
+            sd[k] = sqrt(d);
         }
-        rs[i + j * LDG] = r;
-        sbuf[sb + p.r_out + e] = r;
+        if ci > k && ci < B {
+            let f = rowk[buf + ci] / d;
+            for (var q = 0u; q < 4u; q++) {
+                let j = cj + 8u * q;
+                if j >= ci && j < B {
+                    g[q] -= f * rowk[buf + j];
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    // R_ij = G_ij / sqrt(G_ii) on and above the diagonal (row i of the Schur complements as step
+    // i left it), zeros below.
+    for (var q = 0u; q < 4u; q++) {
+        let j = cj + 8u * q;
+        if ci < B && j < B {
+            let r = select(0.0, g[q] / sd[ci], ci <= j);
+            rs[ci + j * LDG] = r;
+            sbuf[sb + p.r_out + ci + j * B] = r;
+        }
     }
     if p.step == 1u {
-        if bm == 0u && lid == 0u {
-            sbuf[p.gate] = 0.0;
+        if lid == 0u {
+            sbuf[sb + p.gate] = 0.0;
         }
         return;
     }
@@ -269,6 +298,6 @@ fn cq_chol(
         sbuf[sb + p.rtop + e] = s;
     }
     if lid == 0u && atomicLoad(&bad) != 0u {
-        sbuf[p.gate] = 1.0;
+        sbuf[sb + p.gate] = 1.0;
     }
 }

@@ -67,17 +67,18 @@ struct Params {
     t_ld: u32,
     t_stride: u32,
     u_off: u32,      // lu: U⁻¹ out; rows: U⁻¹ in (scratch)
-    gate: u32,       // factor/apply: NO_GATE, or the element of sbuf whose 0.0 means return
-                     // at once (cholqr.wgsl factored the panel)
+    gate: u32,       // factor/apply: NO_GATE, or the element of sbuf (per matrix, s_stride
+                     // apart) whose 0.0 means return at once (cholqr.wgsl factored the panel)
 }
 
 const NO_GATE: u32 = 0xffffffffu;
 var<workgroup> gate_run: u32;
 
-// Whether this workgroup returns at once because cholqr.wgsl factored the panel (uniform).
-fn gated_off(lid: u32) -> bool {
+// Whether this workgroup, of matrix bm, returns at once because cholqr.wgsl factored that
+// matrix's panel (uniform).
+fn gated_off(lid: u32, bm: u32) -> bool {
     if lid == 0u {
-        gate_run = select(0u, 1u, p.gate != NO_GATE && sbuf[p.gate] == 0.0);
+        gate_run = select(0u, 1u, p.gate != NO_GATE && sbuf[p.gate + bm * p.s_stride] == 0.0);
     }
     return workgroupUniformLoad(&gate_run) != 0u;
 }
@@ -111,12 +112,12 @@ fn tsqr_factor(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
-    if gated_off(lid) {
-        return;
-    }
     let g = wid.x;
     let bm = wid.y;
     if g >= p.nblocks || bm >= p.batch {
+        return;
+    }
+    if gated_off(lid, bm) {
         return;
     }
     let br = block_rows(g);
@@ -288,11 +289,11 @@ fn tsqr_apply(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    if gated_off(lid) {
-        return;
-    }
     let bm = wid.y;
     if bm >= p.batch {
+        return;
+    }
+    if gated_off(lid, bm) {
         return;
     }
     // Four columns of Q per invocation: the row of Qloc is read once per four outputs, not

@@ -555,8 +555,9 @@ impl Tall {
     /// `x`, column stride `x.ld`, matrix stride `x.stride`) cut into `nblocks` blocks, each
     /// block's explicit Q written at its rows of `q` and its R (b×b, zeros below the diagonal)
     /// at rows g·b … of `r`. The variant must have been made with qcols = r_rows = n = b and
-    /// m ≥ the largest block. With `gate` (an element of `q`'s buffer), every workgroup returns
-    /// at once where that element is 0.0 (`kernels::cholqr` factored the panel).
+    /// m ≥ the largest block. With `gate` (an element of each matrix's part of `q`, `q.stride`
+    /// apart), the workgroups of a matrix return at once where its gate is 0.0
+    /// (`kernels::cholqr` factored its panel).
     #[allow(clippy::too_many_arguments)]
     pub fn record_blocks(
         &self,

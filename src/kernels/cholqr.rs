@@ -64,8 +64,7 @@ pub(crate) struct Layout {
     parts: usize,
     r1: usize,
     r2: usize,
-    /// The gate: one element for the whole batch (member 0's), 1.0 where TSQR must factor the
-    /// panel.
+    /// The gate of each member: 1.0 where TSQR must factor its panel.
     pub gate: usize,
     /// Elements one batch member needs.
     pub total: usize,
@@ -97,8 +96,8 @@ pub(crate) struct Out {
 }
 
 /// Records CholeskyQR2 of the `rows` × `b` panel `x` of each of `batch` matrices: Q and R to
-/// `out` in `scratch` (`stride` elements per member), and the gate of `layout` set to 1.0 where
-/// any member's panel fails the check (0.0 otherwise). `x` is only read.
+/// `out` in `scratch` (`stride` elements per member), and each member's gate of `layout` set to
+/// 1.0 where its panel fails the check (0.0 otherwise). `x` is only read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder,
