@@ -12,6 +12,7 @@
 //! errors of order 1 (or √ε for a lost orthogonalisation), orders of magnitude above it.
 
 mod common;
+use common::small_qr::assert_member_as_alone;
 use common::*;
 use metalcore::{
     batched_qr_path, lstsq_batched, lstsq_batched_with, qr_batched, qr_batched_into,
@@ -326,17 +327,9 @@ fn nan_inf_and_zero_members_leave_the_others_bitwise_unchanged() {
                     continue;
                 }
                 let (q1, r1) = run_qr(ctx, std::slice::from_ref(a), QrMode::Reduced, &opts(path));
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&r[b * k * n..(b + 1) * k * n]),
-                    bits(&r1),
-                    "{m}×{n} {path:?}: member {b}'s R differs from its solo run"
-                );
-                assert_eq!(
-                    bits(&q[b * m * k..(b + 1) * m * k]),
-                    bits(&q1.unwrap()),
-                    "{m}×{n} {path:?}: member {b}'s Q differs from its solo run"
-                );
+                let solo = (q1.unwrap(), r1);
+                let what = format!("{m}×{n} {path:?}");
+                assert_member_as_alone(&what, b, (m, n), (&q, &r), (&solo.0, &solo.1));
             }
             // The zero member: R = 0 exactly, Q orthogonal (H = I for every column).
             let rz = member(&r, 5, k, n);
@@ -369,23 +362,14 @@ fn cholqr_fallback_is_per_member() {
         members[2][(i, 7)] = 0.0;
         members[3][(i, 9)] = members[3][(i, 8)] * (1.0 + 1e-6 * ((i % 7) as f64 - 3.0));
     }
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let blocked = opts(BatchedPath::Blocked);
     let (q, r) = run_qr(ctx, &members, QrMode::Reduced, &blocked);
     let q = q.unwrap();
     let k = m.min(n);
     for (b, a) in members.iter().enumerate() {
         let (q1, r1) = run_qr(ctx, std::slice::from_ref(a), QrMode::Reduced, &blocked);
-        assert_eq!(
-            bits(&r[b * k * n..(b + 1) * k * n]),
-            bits(&r1),
-            "member {b}'s R differs from its solo run"
-        );
-        assert_eq!(
-            bits(&q[b * m * k..(b + 1) * m * k]),
-            bits(&q1.unwrap()),
-            "member {b}'s Q differs from its solo run"
-        );
+        let solo = (q1.unwrap(), r1);
+        assert_member_as_alone("blocked", b, (m, n), (&q, &r), (&solo.0, &solo.1));
         if b != 1 {
             let qb = member(&q, b, m, k);
             check_member(&format!("member {b}"), a, Some(&qb), &member(&r, b, k, n));

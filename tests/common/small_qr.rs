@@ -71,6 +71,28 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Asserts that member `b` of a batched QR's outputs (`q` m×k and `r` k×n per member, k =
+/// min(m, n)) is bit for bit what the member's solo run gave (`q1`, `r1`).
+pub fn assert_member_as_alone(
+    what: &str,
+    b: usize,
+    (m, n): (usize, usize),
+    (q, r): (&[f32], &[f32]),
+    (q1, r1): (&[f32], &[f32]),
+) {
+    let k = m.min(n);
+    assert_eq!(
+        bits(&r[b * k * n..(b + 1) * k * n]),
+        bits(r1),
+        "{what}: member {b}'s R differs from its solo run"
+    );
+    assert_eq!(
+        bits(&q[b * m * k..(b + 1) * m * k]),
+        bits(q1),
+        "{what}: member {b}'s Q differs from its solo run"
+    );
+}
+
 /// R exactly zero below the diagonal and finite; with Q: Q orthogonal and QR = A column by
 /// column (relative to each column's norm), within QR_C·max(m, n)·ε.
 pub fn check(what: &str, a: &Mat, q: Option<&Mat>, r: &Mat) {
@@ -150,16 +172,8 @@ pub fn check_isolation(ctx: &Context, m: usize, n: usize, kernel: SmallKernel) {
             continue;
         }
         let (q1, r1) = run(ctx, std::slice::from_ref(a), QrMode::Reduced, kernel);
-        assert_eq!(
-            bits(&r[b * k * n..(b + 1) * k * n]),
-            bits(&r1),
-            "{m}×{n}: member {b}'s R differs from its solo run"
-        );
-        assert_eq!(
-            bits(&q[b * m * k..(b + 1) * m * k]),
-            bits(&q1.unwrap()),
-            "{m}×{n}: member {b}'s Q differs from its solo run"
-        );
+        let solo = (q1.unwrap(), r1);
+        assert_member_as_alone(&format!("{m}×{n}"), b, (m, n), (&q, &r), (&solo.0, &solo.1));
         let what = format!("{m}×{n} member {b}");
         check(&what, a, Some(&member(&q, b, m, k)), &member(&r, b, k, n));
     }
