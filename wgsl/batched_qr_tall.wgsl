@@ -25,10 +25,10 @@
 // own columns (NSG·CPS at a time) from the reflectors in `vs`: no barrier at all. Column c of the
 // identity is unchanged by H_i for i > c, so those are skipped.
 //
-// Workgroup storage: 4·VN + VNS + K floats + one atomic (dense 256×32: 32.9 KiB, stacked
-// 512×32: 33.9 KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB); the host checks
-// it and the invocation count against the adapter and takes another kernel where they do not
-// fit.
+// Workgroup storage: 4·VN + VNS + K floats, one atomic and the GATED flag (dense 256×32:
+// 32.9 KiB, stacked 512×32: 33.9 KiB; the defaults below, 128×24, fit WebGPU's default 16 KiB);
+// the host checks it and the invocation count against the adapter and takes another kernel
+// where they do not fit.
 // requires: subgroups of the fixed size S (naga takes subgroup builtins without an `enable`;
 // wgpu checks the feature)
 

@@ -3,7 +3,8 @@
 // five short launches whose only sequential parts are B-step loops over a B×B matrix, where
 // TSQR (tsqr.wgsl) walks B Householder steps over every block of rows, level by level.
 //
-//   pass 1: G = XᵀX (cq_gram, one partial Gram per tile of TR rows), R₁ = chol(G) (cq_chol),
+//   pass 1: G = XᵀX (cq_solve with SOLVE off: one partial Gram per tile of TR rows),
+//           R₁ = chol(G) (cq_chol),
 //           Q₁ = X R₁⁻¹ (cq_solve, by substitution, row by row: backward stable, so
 //           X = Q₁R₁ to rounding whatever R₁'s conditioning, and Q₁ᵀQ₁'s partial Grams);
 //   pass 2: G₂ = Q₁ᵀQ₁, R₂ = chol(G₂), R = R₂R₁ (cq_chol), Q = Q₁R₂⁻¹ (cq_solve, in place).
@@ -27,7 +28,7 @@
 // diagonal), Q (q_off, leading dimension q_ld), the top R (rtop, B×B) and the gate.
 
 override B: u32 = 32u;          // panel width (at most 32)
-override SOLVE: bool = true;    // cq_solve: false leaves X as it is (cq_gram)
+override SOLVE: bool = true;    // cq_solve: false leaves X as it is (the Gram of X only)
 override GRAM: bool = true;     // cq_solve: partial Gram of the result
 override WRITE: bool = true;    // cq_solve: write the result to Q
 
@@ -35,8 +36,8 @@ const TR: u32 = 64u;            // rows per tile: 8 row groups of 8 rows (two ve
 const WG: u32 = 256u;           // 32 columns × 8 row groups
 const LDX: u32 = 17u;           // vec4s per column of a tile in workgroup memory (16, padded)
 const TOL_SUM: f32 = 0.5;
-const PART: u32 = 1024u;
-const LDG: u32 = 33u;           // leading dimension of gs and rs: columns one bank apart        // floats per partial Gram: 32×32, leading dimension 32
+const PART: u32 = 1024u;        // floats per partial Gram: 32×32, leading dimension 32
+const LDG: u32 = 33u;           // leading dimension of gs and rs: columns one bank apart
 
 struct Params {
     rows: u32,      // rows of the panel

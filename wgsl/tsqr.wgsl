@@ -29,8 +29,9 @@
 // registers of a workgroup of subgroups, same outputs: R stacked into the level above, the
 // block's explicit Q).
 //
-// Workgroup memory (floats): SMEM + SMQ + WG + 5·B, each entry point's arrays sized by the host
-// for that dispatch (see the override comments) to the adapter's limit.
+// Workgroup memory (floats): SMEM + SMQ + WG + 5·B + 1 (the gate flag), each entry point's
+// arrays sized by the host for that dispatch (see the override comments) to the adapter's
+// limit.
 
 override B: u32 = 16u;      // panel width
 override RB: u32 = 64u;     // most rows in a block

@@ -102,8 +102,8 @@ fn tsqr_lu(
     // One loop of B steps, one barrier each. Step i: the pivot i of the LU without pivoting of
     // Q₁ − S (S_ii chosen there), and with it column i of L and row i of U are final, so the
     // same step also takes U⁻¹ and T one column further, both in axpy form:
-    //   U⁻¹ = X with X U = I:  x[r, c] = (δ_rc − xa[r, c]) / U_cc, xa[r, c] = Σ_{l<c} x[r, l] U[l, c];
-    //   T = −U S L₁⁻ᵀ:         t[g, c] = −U[g, c] S_c − ta[g, c], ta[g, c] = Σ_{s<c} t[g, s] L[c, s].
+    //   U⁻¹ = X, X U = I:  x[r, c] = (δ_rc − xa[r, c]) / U_cc,  xa[r, c] = Σ_{l<c} x[r, l] U[l, c];
+    //   T = −U S L₁⁻ᵀ:     t[g, c] = −U[g, c] S_c − ta[g, c],  ta[g, c] = Σ_{s<c} t[g, s] L[c, s].
     // Step i adds the terms of x[·, i] and t[·, i] to the sums of the columns right of i; both
     // are formed on the spot from their sums, final since step i − 1 and written by nobody in
     // step i. Column i of the LU keeps its unscaled values until the end (L = column / U_ii).
