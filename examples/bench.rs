@@ -41,6 +41,8 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
                clock is up)
   --no-check   skip the correctness check of each row
   --no-cpu     skip the faer timings
+  --host       also print, to stderr, each row's median time until the call returns (the host
+               recording and submitting its work, before synchronize)
   --no-subgroups  only the portable kernels (ContextOptions::disable_subgroups)
   --list       print the rows that would run, and exit
   --panel P    QR panel algorithm: auto (default), one (one workgroup), tsqr or cholqr
@@ -64,6 +66,7 @@ struct Options {
     warmup: usize,
     check: bool,
     cpu: bool,
+    host: bool,
     no_subgroups: bool,
     list: bool,
 }
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         warmup: 2,
         check: true,
         cpu: true,
+        host: false,
         no_subgroups: false,
         list: false,
     };
@@ -105,6 +109,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--large" => o.large = true,
             "--no-check" => o.check = false,
             "--no-cpu" => o.cpu = false,
+            "--host" => o.host = true,
             "--no-subgroups" => o.no_subgroups = true,
             "--list" => o.list = true,
             "--only" => o.only.push(value("--only")?),
@@ -857,13 +862,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Median wall time (call + synchronize) and, where the adapter has timestamp queries, median
-/// GPU time of the call's (last) submission.
+/// Median wall time (call + synchronize), median time until the call returns (the host's
+/// recording and submission), and, where the adapter has timestamp queries, median GPU time of
+/// the call's (last) submission.
 fn time_gpu(
     ctx: &Context,
     f: &mut GpuFn,
     o: &Options,
-) -> metalcore::Result<(Duration, Option<Duration>)> {
+) -> metalcore::Result<(Duration, Duration, Option<Duration>)> {
     // Warm-up: the given number of runs, and then more until WARM_FOR has passed (at most
     // WARM_MAX_RUNS). A GPU left idle (say, during the CPU check of the previous row) drops its
     // clock — an H100 to 375 MHz — and a few short runs do not bring it back: a trsm timed
@@ -879,16 +885,18 @@ fn time_gpu(
         i += 1;
     }
     let mut times = Vec::with_capacity(o.runs);
+    let mut calls = Vec::with_capacity(o.runs);
     let mut spans = Vec::with_capacity(o.runs);
     for _ in 0..o.runs {
         let t = Instant::now();
         f(ctx)?;
+        calls.push(t.elapsed());
         ctx.synchronize()?;
         times.push(t.elapsed());
         spans.extend(ctx.last_gpu_time()?);
     }
     let span = (spans.len() == times.len()).then(|| median(spans));
-    Ok((median(times), span))
+    Ok((median(times), median(calls), span))
 }
 
 fn time_cpu(f: &mut CpuFn, o: &Options) -> Duration {
@@ -1021,7 +1029,15 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
                 match p.gpu.as_mut() {
                     None => gpu_ms = "not in this build".into(),
                     Some(f) => match time_gpu(&ctx, f, o) {
-                        Ok((t, span)) => {
+                        Ok((t, call, span)) => {
+                            if o.host {
+                                eprintln!(
+                                    "host: {} {}: the call returned after {} ms",
+                                    label.0,
+                                    label.1,
+                                    fmt_ms(call)
+                                );
+                            }
                             gpu_ms = fmt_ms(t);
                             if let Some(s) = span {
                                 span_ms = fmt_ms(s);
