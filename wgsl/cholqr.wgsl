@@ -28,9 +28,9 @@
 // diagonal), Q (q_off, leading dimension q_ld), the top R (rtop, B×B) and the gate.
 
 override B: u32 = 32u;          // panel width (at most 32)
-override SOLVE: bool = true;    // cq_solve: false leaves X as it is (the Gram of X only)
+override SOLVE: bool = true;    // cq_solve: solve and write the result to Q; false: the Gram
+                                // of X only
 override GRAM: bool = true;     // cq_solve: partial Gram of the result
-override WRITE: bool = true;    // cq_solve: write the result to Q
 
 const TR: u32 = 64u;            // rows per tile: 8 row groups of 8 rows (two vec4s per lane)
 const WG: u32 = 256u;           // 32 columns × 8 row groups
@@ -138,7 +138,7 @@ fn cq_solve(
         xs[slot] = x0;
         xs[slot + 1u] = x1;
     }
-    if WRITE && owns {
+    if SOLVE && owns {
         let qb = sb + p.q_off + c * p.q_ld;
         for (var u = 0u; u < 4u; u++) {
             if r0 + u < p.rows {

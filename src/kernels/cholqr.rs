@@ -130,7 +130,6 @@ pub(crate) fn record(
             ("B", b as f64),
             ("SOLVE", f64::from(u8::from(solve))),
             ("GRAM", f64::from(u8::from(gram))),
-            ("WRITE", f64::from(u8::from(solve))),
         ];
         rec.dispatch(
             ctx,
