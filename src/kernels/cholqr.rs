@@ -12,14 +12,15 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
     source: include_str!("../../wgsl/cholqr.wgsl"),
 };
 
-/// Rows per tile of `cq_gram` / `cq_solve` (the WGSL's `TR`).
+/// Rows per tile of `cq_solve`, one partial Gram each (the WGSL's `TR`).
 const TILE_ROWS: usize = 64;
 
 /// Invocations per workgroup (the WGSL's `WG`).
 const WG: u32 = 256;
 
 /// Workgroup memory of `cq_solve` in bytes (the tile, 32 columns of 17 vec4s, and a 32×32
-/// R with leading dimension 33); `cq_chol` takes two such R arrays and an atomic, less.
+/// R with leading dimension 33); `cq_chol` takes less (two such arrays, 96 floats of pivot
+/// rows and roots, an atomic).
 const STORAGE_BYTES: u32 = 32 * 17 * 16 + 33 * 32 * 4;
 
 /// Widest panel the kernels take.

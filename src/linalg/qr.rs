@@ -73,10 +73,10 @@ pub enum QrMode {
 /// How each panel of the blocked factorization is factored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PanelAlgorithm {
-    /// [`Self::CholeskyQr2`]: TSQR wherever the adapter's workgroup memory holds a block of
-    /// 2·nb rows (for tall panels the tree has several levels, for short ones it is a single
-    /// block), CholeskyQR2 in front of it on panels of several blocks and at most 8192 rows,
-    /// else one workgroup. Measured on an H100, TSQR was faster than one workgroup at every
+    /// The same as [`Self::CholeskyQr2`]: TSQR wherever the adapter's workgroup memory holds a
+    /// block of 2·nb rows (for tall panels the tree has several levels, for short ones it is a
+    /// single block), CholeskyQR2 in front of it on panels of several blocks and at most 8192
+    /// rows, else one workgroup. Measured on an H100, TSQR was faster than one workgroup at every
     /// panel height, and CholeskyQR2 in front of it faster again (QR with Q 4096²: 26.5
     /// against 28.6 ms in one call, 25.7 after v67; `BENCHMARKS.md`, session 12).
     #[default]
