@@ -655,7 +655,7 @@ fn cholqr_panels_factor_well_conditioned_panels_and_leave_the_rest_to_tsqr() {
         );
         compare_panels(c, &a, nb, rows, PanelAlgorithm::CholeskyQr2);
         // Scaled by 2^-27: G is 2^-54 smaller, R₁ and R₂ 2^27 apart, well within f32's range, so
-        // CholeskyQR2 still factors the panels. (A race in cq_chol that let R₁ overwrite G₂
+        // CholeskyQR2 still factors the panels. (A race in pass 2 that let R₁ overwrite G₂
         // before R₂ was formed gave max|QᵀQ − I| ≈ 4e-4 at this scale on lavapipe.)
         let mut tiny = a.clone();
         for x in tiny.data.iter_mut() {

@@ -18,10 +18,9 @@ const TILE_ROWS: usize = 64;
 /// Invocations per workgroup (the WGSL's `WG`).
 const WG: u32 = 256;
 
-/// Workgroup memory of `cq_solve` in bytes (the tile, 32 columns of 17 vec4s, and a 32×32
-/// R with leading dimension 33); `cq_chol` takes less (two such arrays, 96 floats of pivot
-/// rows and roots, an atomic).
-const STORAGE_BYTES: u32 = 32 * 17 * 16 + 33 * 32 * 4;
+/// Workgroup memory of `cq_solve` in bytes: the tile (32 columns of 17 vec4s), a 32×32 matrix
+/// with leading dimension 33, 96 floats of pivot rows and roots, and an atomic.
+const STORAGE_BYTES: u32 = 32 * 17 * 16 + 33 * 32 * 4 + 96 * 4 + 4;
 
 /// Widest panel the kernels take.
 pub(crate) const MAX_WIDTH: usize = 32;
@@ -29,8 +28,9 @@ pub(crate) const MAX_WIDTH: usize = 32;
 /// Floats per partial Gram (32×32 whatever the width; the WGSL's `PART`).
 const PART: usize = 1024;
 
-/// Tallest panel given to CholeskyQR2: `cq_chol` sums one partial Gram per 64 rows, so its
-/// time grows with the height, where TSQR's tree grows with its logarithm.
+/// Tallest panel given to CholeskyQR2: every `cq_solve` workgroup sums one partial Gram per 64
+/// rows, so the launch's time grows with the square of the height, where TSQR's tree grows with
+/// its logarithm.
 pub(crate) const MAX_ROWS: usize = 8192;
 
 /// Whether the adapter runs the kernels (WebGPU's default limits do).
@@ -50,6 +50,7 @@ struct Params {
     x_stride: u32,
     s_stride: u32,
     part_off: u32,
+    part_in: u32,
     r_in: u32,
     r_out: u32,
     q_off: u32,
@@ -63,8 +64,8 @@ struct Params {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
     parts: usize,
+    parts2: usize,
     r1: usize,
-    r2: usize,
     /// The gate of each member: 1.0 where TSQR must factor its panel.
     pub gate: usize,
     /// Elements one batch member needs.
@@ -75,13 +76,13 @@ impl Layout {
     /// The intermediates of a `rows` × `b` panel, placed from element `base`.
     pub fn new(b: usize, rows: usize, base: usize) -> Self {
         let parts = base;
-        let r1 = parts + rows.div_ceil(TILE_ROWS) * PART;
-        let r2 = r1 + b * b;
-        let gate = r2 + b * b;
+        let parts2 = parts + rows.div_ceil(TILE_ROWS) * PART;
+        let r1 = parts2 + rows.div_ceil(TILE_ROWS) * PART;
+        let gate = r1 + b * b;
         Self {
             parts,
+            parts2,
             r1,
-            r2,
             gate,
             total: gate + 1 - base,
         }
@@ -142,49 +143,32 @@ pub(crate) fn record(
             [ntiles as u32, batch as u32, 1],
         );
     };
-    let chol = |rec: &mut Recorder, step: u32, r_in: usize, r_out: usize| {
-        rec.dispatch(
-            ctx,
-            &SOURCE,
-            "cq_chol",
-            &[("B", b as f64)],
-            &Params {
-                step,
-                r_in: r_in as u32,
-                r_out: r_out as u32,
-                ..base
-            },
-            &[(scratch, Access::ReadWrite), (scratch, Access::ReadWrite)],
-            [batch as u32, 1, 1],
-        );
-    };
     let from_x = Params {
         x_off: x.offset as u32,
         x_ld: x.ld as u32,
         x_stride: x.stride as u32,
         ..base
     };
-    // Pass 1: G = XᵀX, R₁, Q₁ = X R₁⁻¹ (into Q's place) with Q₁ᵀQ₁'s partial Grams.
+    // Pass 1: G = XᵀX (partials in `parts`); R₁ (to r1) and Q₁ = X R₁⁻¹ (into Q's place) with
+    // Q₁ᵀQ₁'s partials in `parts2`.
     solve(rec, false, true, from_x, x.buffer);
-    chol(rec, 1, 0, layout.r1);
-    solve(
-        rec,
-        true,
-        true,
-        Params {
-            r_in: layout.r1 as u32,
-            ..from_x
-        },
-        x.buffer,
-    );
+    let step1 = Params {
+        step: 1,
+        part_in: layout.parts as u32,
+        part_off: layout.parts2 as u32,
+        r_out: layout.r1 as u32,
+        ..from_x
+    };
+    solve(rec, true, true, step1, x.buffer);
     // Pass 2: R₂ (with the check), R = R₂R₁, Q = Q₁R₂⁻¹ in place.
-    chol(rec, 2, layout.r1, layout.r2);
-    let from_q = Params {
+    let step2 = Params {
+        step: 2,
         x_off: out.q as u32,
         x_ld: out.q_ld as u32,
         x_stride: stride as u32,
-        r_in: layout.r2 as u32,
+        part_in: layout.parts2 as u32,
+        r_in: layout.r1 as u32,
         ..base
     };
-    solve(rec, true, false, from_q, scratch);
+    solve(rec, true, false, step2, scratch);
 }
