@@ -700,6 +700,26 @@ fn cholqr_panels_factor_well_conditioned_panels_and_leave_the_rest_to_tsqr() {
                 assert_eq!(d, 0, "{what}: {d} entries of {part} are not TSQR's");
             }
         }
+        // After a panel that falls back, the next ones are CholeskyQR2's again (TSQR's launches,
+        // direct or indirect, do not factor them too). A zero column in the first of three
+        // panels: its columns are TSQR's bits, so the later panels start from the same matrix,
+        // and theirs must not be.
+        let mut first = random(m, 3 * nb, 1605);
+        for i in 0..m {
+            first[(i, 3)] = 0.0;
+        }
+        let (rv_c, _, _) = factor(&first, PanelAlgorithm::CholeskyQr2);
+        let (rv_t, _, _) = factor(&first, PanelAlgorithm::Tsqr);
+        let (head, tail) = (m * nb, m * 3 * nb);
+        assert_eq!(
+            differ(&rv_c[..head], &rv_t[..head]),
+            0,
+            "first panel: not TSQR's"
+        );
+        assert!(
+            differ(&rv_c[head..tail], &rv_t[head..tail]) > 0,
+            "after a fallback, CholeskyQR2 did not factor the later panels"
+        );
         // And the nearly dependent matrix is still factored to working accuracy.
         check_qr_with(
             "nearly dependent",
