@@ -265,11 +265,13 @@ fn cq_solve(
         // every later column adds its term (one barrier per column, x_j written once).
         var acc0 = vec4<f32>(0.0);
         var acc1 = vec4<f32>(0.0);
+        // (Times the reciprocal of R_cc, taken before the loop: the step of column c does no
+        // division, which was on the chain of every step.)
+        let rd = 1.0 / gs[c + c * LDG];
         for (var j = 0u; j < B; j++) {
             if c == j {
-                let d = gs[j + j * LDG];
-                x0 = (x0 - acc0) / d;
-                x1 = (x1 - acc1) / d;
+                x0 = (x0 - acc0) * rd;
+                x1 = (x1 - acc1) * rd;
                 xs[slot] = x0;
                 xs[slot + 1u] = x1;
             }

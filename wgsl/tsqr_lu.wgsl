@@ -106,44 +106,52 @@ fn tsqr_lu(
     //   T = −U S L₁⁻ᵀ:     t[g, c] = −U[g, c] S_c − ta[g, c],  ta[g, c] = Σ_{s<c} t[g, s] L[c, s].
     // Step i adds the terms of x[·, i] and t[·, i] to the sums of the columns right of i; both
     // are formed on the spot from their sums, final since step i − 1 and written by nobody in
-    // step i. Column i of the LU keeps its unscaled values until the end (L = column / U_ii).
+    // step i. Column i of the LU keeps its unscaled values until the end (L = column · (1/U_ii)).
     // (Until session 12 U⁻¹ and T took a second loop of B steps after the LU.)
+    // The last column this invocation holds an entry of: from step cmax on it has nothing to
+    // update, and (but for invocation 0, which records each pivot) only meets the barriers.
+    let cmax = (lid + ((BB - 1u - lid) / WG) * WG) / B;
     for (var i = 0u; i < B; i++) {
-        let piv = lu[i * B + i];
-        // S_ii = −sign(piv), so |U_ii| ≥ 1 — except LAPACK's no-reflection column (see header).
-        var sp = false;
-        if abs(piv) == 1.0 {
-            sp = atomicLoad(&nz[i]) == 0u;
-        }
-        var sgn = select(1.0, -1.0, piv >= 0.0);
-        sgn = select(sgn, -sgn, sp);
-        let u = piv - sgn;
-        let ud = select(u, 1.0, sp);
-        if lid == 0u {
-            info[i] = vec4<f32>(u, sgn, select(0.0, 1.0, sp), 0.0);
-        }
-        for (var e = lid; e < BB; e += WG) {
-            let r = e % B;
-            let c = e / B;
-            if c > i {
-                if r > i {
-                    let old = lu[e];
-                    let l = select(lu[i * B + r] / u, 0.0, sp);
-                    let nv = old - l * lu[c * B + i];
-                    lu[e] = nv;
-                    if r > c && old == 0.0 && nv != 0.0 {
-                        atomicOr(&nz[c], 1u);
+        if i < cmax || lid == 0u {
+            let piv = lu[i * B + i];
+            // S_ii = −sign(piv), so |U_ii| ≥ 1 — except LAPACK's no-reflection column (header).
+            var sp = false;
+            if abs(piv) == 1.0 {
+                sp = atomicLoad(&nz[i]) == 0u;
+            }
+            var sgn = select(1.0, -1.0, piv >= 0.0);
+            sgn = select(sgn, -sgn, sp);
+            let u = piv - sgn;
+            // One division per step: the step's entries of L are multiples of 1/u, its terms
+            // of U⁻¹ of 1/U_ii (1 for a no-reflection column).
+            let ru = 1.0 / u;
+            let rud = select(ru, 1.0, sp);
+            if lid == 0u {
+                info[i] = vec4<f32>(u, sgn, select(0.0, 1.0, sp), 0.0);
+            }
+            for (var e = lid; e < BB; e += WG) {
+                let r = e % B;
+                let c = e / B;
+                if c > i {
+                    if r > i {
+                        let old = lu[e];
+                        let l = select(lu[i * B + r] * ru, 0.0, sp);
+                        let nv = old - l * lu[c * B + i];
+                        lu[e] = nv;
+                        if r > c && old == 0.0 && nv != 0.0 {
+                            atomicOr(&nz[c], 1u);
+                        }
+                    } else {
+                        // r ≤ i < c: U[i, c] is row i of the LU, final.
+                        let uic = lu[c * B + i];
+                        let x = (select(0.0, 1.0, r == i) - xu[i * B + r]) * rud;
+                        xu[e] = xu[e] + x * uic;
+                        // g = r ≤ i = s < c: t[g, i] from its sum and U[g, i] (U_ii where g = i).
+                        let ugi = select(lu[i * B + r], u, r == i);
+                        let t = -ugi * sgn - ty[i * B + r];
+                        let lci = select(lu[i * B + c] * ru, 0.0, sp);
+                        ty[e] = ty[e] + t * lci;
                     }
-                } else {
-                    // r ≤ i < c: U[i, c] is row i of the LU, final.
-                    let uic = lu[c * B + i];
-                    let x = (select(0.0, 1.0, r == i) - xu[i * B + r]) / ud;
-                    xu[e] = xu[e] + x * uic;
-                    // g = r ≤ i = s < c: t[g, i] from its sum and U[g, i] (U_ii where g = i).
-                    let ugi = select(lu[i * B + r], u, r == i);
-                    let t = -ugi * sgn - ty[i * B + r];
-                    let lci = select(lu[i * B + c] / u, 0.0, sp);
-                    ty[e] = ty[e] + t * lci;
                 }
             }
         }
@@ -156,12 +164,14 @@ fn tsqr_lu(
         let c = e / B;
         let ic = info[c];
         if r <= c {
-            let ud = select(ic.x, 1.0, ic.z != 0.0);
-            xu[e] = (select(0.0, 1.0, r == c) - xu[e]) / ud;
+            // Times the reciprocals, as in the steps, so that U⁻¹ and L are the values T was
+            // formed with.
+            let rud = select(1.0 / ic.x, 1.0, ic.z != 0.0);
+            xu[e] = (select(0.0, 1.0, r == c) - xu[e]) * rud;
             let ugc = select(lu[e], ic.x, r == c);
             ty[e] = -ugc * ic.y - ty[e];
         } else {
-            lu[e] = select(lu[e] / ic.x, 0.0, ic.z != 0.0);
+            lu[e] = select(lu[e] * (1.0 / ic.x), 0.0, ic.z != 0.0);
             xu[e] = 0.0;
             ty[e] = 0.0;
         }
