@@ -298,8 +298,8 @@ fn gpu_timing_reports_the_last_submission() {
 
 /// `Context::compiled_kernels` lists what a context built: after one GEMM on a fresh context, the
 /// gemm family — its WGSL text holding each entry point, the `gemm` entry's override constants,
-/// A and B bound read-only and C read-write — and nothing new after the same call again (the
-/// cache is hit).
+/// A and B bound read-only, C and the partial Grams' binding read-write — and nothing new after
+/// the same call again (the cache is hit).
 #[test]
 fn compiled_kernels_lists_the_specializations_built() {
     let ctx = Context::new().expect("a GPU or software adapter (see README)");
@@ -334,10 +334,12 @@ fn compiled_kernels_lists_the_specializations_built() {
         names.contains(&"TRANS_A") && names.contains(&"TRANS_B"),
         "{names:?}"
     );
+    // The 64×64 kernel also binds the output of its partial Grams (C again when it writes
+    // none), read-write.
     assert_eq!(
         g.storage_read_only,
-        [true, true, false],
-        "A, B read; C written"
+        [true, true, false, false],
+        "A, B read; C written; the Grams' binding written"
     );
     matmul(&ctx, &a, false, &b, false).unwrap();
     assert_eq!(

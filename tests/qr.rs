@@ -720,6 +720,45 @@ fn cholqr_panels_factor_well_conditioned_panels_and_leave_the_rest_to_tsqr() {
             differ(&rv_c[head..tail], &rv_t[head..tail]) > 0,
             "after a fallback, CholeskyQR2 did not factor the later panels"
         );
+        // The same inside one outer panel of two inner ones, where the update of the second
+        // by the first also hands CholeskyQR2 its first Gram (gemm.wgsl's GRAM): a zero column
+        // in the first inner panel, which falls back; the second is CholeskyQR2's, not TSQR's,
+        // and the whole factorization is accurate.
+        let o64 = |panel| QrOptions {
+            block_size: Some(64),
+            panel,
+            tsqr_block_rows: Some(rows),
+        };
+        let mut inner = random(m, 64, 1606);
+        for i in 0..m {
+            inner[(i, 3)] = 0.0;
+        }
+        let rv_c = geqrf(c, &upload_to(c, &inner), &o64(PanelAlgorithm::CholeskyQr2))
+            .unwrap()
+            .rv
+            .to_col_major(c)
+            .unwrap();
+        let rv_t = geqrf(c, &upload_to(c, &inner), &o64(PanelAlgorithm::Tsqr))
+            .unwrap()
+            .rv
+            .to_col_major(c)
+            .unwrap();
+        let half = m * 32;
+        assert_eq!(
+            differ(&rv_c[..half], &rv_t[..half]),
+            0,
+            "first inner panel: not TSQR's"
+        );
+        assert!(
+            differ(&rv_c[half..], &rv_t[half..]) > 0,
+            "CholeskyQR2 did not factor the second inner panel"
+        );
+        check_qr_with(
+            "zero column, then an inner panel",
+            &inner,
+            QrMode::Reduced,
+            &o64(PanelAlgorithm::CholeskyQr2),
+        );
         // And the nearly dependent matrix is still factored to working accuracy.
         check_qr_with(
             "nearly dependent",

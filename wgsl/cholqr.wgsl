@@ -3,7 +3,8 @@
 // three short launches whose only sequential parts are B-step loops over a B×B matrix, where
 // TSQR (tsqr.wgsl) walks B Householder steps over every block of rows, level by level.
 //
-//   pass 1: G = XᵀX (cq_solve with SOLVE off: one partial Gram per tile of TR rows),
+//   pass 1: G = XᵀX (cq_solve with SOLVE off: one partial Gram per tile of TR rows; or, in the
+//           blocked QR, the inner-panel update's GEMM that formed X, gemm.wgsl's GRAM),
 //           R₁ = chol(G), Q₁ = X R₁⁻¹ (cq_solve: every workgroup sums the partial Grams and
 //           factors G itself, then substitutes, row by row: backward stable, so X = Q₁R₁ to
 //           rounding whatever R₁'s conditioning; and Q₁ᵀQ₁'s partial Grams);
@@ -28,8 +29,8 @@
 // keep TSQR's results exactly, and each matrix of a batch gets the same results as alone.
 //
 // Layout: X column-major (x_off + b·x_stride + i + c·x_ld); everything else in the scratch
-// buffer `sbuf`, matrix b at b·s_stride: two areas of partial Grams (ntiles each, each B×B in a
-// 32×32 column-major block: a launch sums one while it writes the other), R₁ (B×B, leading
+// buffer `sbuf`, matrix b at b·s_stride: two areas of partial Grams (ntiles + 1 each, each B×B
+// in a 32×32 column-major block: a launch sums one while it writes the other), R₁ (B×B, leading
 // dimension B, zeros below the diagonal), Q (q_off, leading dimension q_ld), the top R (rtop,
 // B×B) and the gate.
 
@@ -62,6 +63,8 @@ struct Params {
     q_ld: u32,
     rtop: u32,      // pass 2: R = R₂R₁, leading dimension B
     gate: u32,      // the gate
+    ngram: u32,     // the partial Grams at part_in: ntiles, or in pass 1 those of the GEMM that
+                    // formed X (gemm.wgsl's GRAM), which tiles X's rows from 32 rows above
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -83,10 +86,10 @@ fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// G = the sum of matrix sb's partial Grams at part_in, and its Cholesky factor R (G = RᵀR) into
-// gs: upper triangle, zeros below, leading dimension LDG. With `check` (pass 2), returns
-// whether G fails the check (an entry not finite or off the identity's by more than TOL_SUM / B);
-// false otherwise. Every invocation of the workgroup must call it.
+// G = the sum of matrix sb's ngram partial Grams at part_in, and its Cholesky factor R
+// (G = RᵀR) into gs: upper triangle, zeros below, leading dimension LDG. With `check` (pass 2),
+// returns whether G fails the check (an entry not finite or off the identity's by more than
+// TOL_SUM / B); false otherwise. Every invocation of the workgroup must call it.
 fn factor(lid: u32, sb: u32, check: bool) -> bool {
     if lid == 0u {
         atomicStore(&bad, 0u);
@@ -107,7 +110,7 @@ fn factor(lid: u32, sb: u32, check: bool) -> bool {
     var s6 = vec4<f32>(0.0);
     var s7 = vec4<f32>(0.0);
     var t = 0u;
-    for (; t + 8u <= p.ntiles; t += 8u) {
+    for (; t + 8u <= p.ngram; t += 8u) {
         s0 += part(at + t * PART);
         s1 += part(at + (t + 1u) * PART);
         s2 += part(at + (t + 2u) * PART);
@@ -117,7 +120,7 @@ fn factor(lid: u32, sb: u32, check: bool) -> bool {
         s6 += part(at + (t + 6u) * PART);
         s7 += part(at + (t + 7u) * PART);
     }
-    for (; t < p.ntiles; t++) {
+    for (; t < p.ngram; t++) {
         s0 += part(at + t * PART);
     }
     let s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));

@@ -26,6 +26,11 @@ override TRANS_B: bool = false;
 // gemm_large only: each K tile's 16 steps written out with constant kk, for deep products (the
 // host's DEEP_MIN_K; the loop is faster where K is a few tiles, BENCHMARKS.md v57).
 override UNROLL: bool = false;
+// gemm only: the workgroups of the first 64 columns also write the partial Gram XᵀX of their
+// tile's first gram_b columns (rows before gram_skip and past m left out) to `gram`, 32×32 at
+// gram_off + wid.z·gram_stride + wid.x·1024: the blocked QR's inner-panel update hands the next
+// panel's CholeskyQR2 (cholqr.wgsl) its first Gram, a launch fewer.
+override GRAM: bool = false;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -46,6 +51,10 @@ struct Params {
     stride_c: u32,
     alpha: f32,
     beta: f32,
+    gram_off: u32,
+    gram_stride: u32,
+    gram_skip: u32,
+    gram_b: u32,
     _pad0: u32,
     _pad1: u32,
 }
@@ -54,6 +63,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// gemm: GRAM's partial Grams (another binding of c when GRAM is off).
+@group(0) @binding(4) var<storage, read_write> gram: array<f32>;
 
 // Rows padded by 2: the transposed loads store down K (16 consecutive kk per row), which with a
 // stride of 64 floats hit one bank 16 times; 66 spreads a warp's 32 stores over 32 banks.
@@ -212,6 +223,46 @@ fn gemm(
     store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u, c13, o13);
     store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u, c23, o23);
     store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u, c33, o33);
+    if GRAM && wid.y == 0u {
+        // Columns lid.y and lid.y + 16 of the tile as stored, in the (free) operand tiles:
+        // column j < 16 at tile_a[j], 16 ≤ j < 32 at tile_b[j − 16].
+        tile_a[lid.y][lid.x + 0u] = gram_x(row0 + lid.x + 0u, lid.y, c00, o00);
+        tile_a[lid.y][lid.x + 16u] = gram_x(row0 + lid.x + 16u, lid.y, c10, o10);
+        tile_a[lid.y][lid.x + 32u] = gram_x(row0 + lid.x + 32u, lid.y, c20, o20);
+        tile_a[lid.y][lid.x + 48u] = gram_x(row0 + lid.x + 48u, lid.y, c30, o30);
+        tile_b[lid.y][lid.x + 0u] = gram_x(row0 + lid.x + 0u, lid.y + 16u, c01, o01);
+        tile_b[lid.y][lid.x + 16u] = gram_x(row0 + lid.x + 16u, lid.y + 16u, c11, o11);
+        tile_b[lid.y][lid.x + 32u] = gram_x(row0 + lid.x + 32u, lid.y + 16u, c21, o21);
+        tile_b[lid.y][lid.x + 48u] = gram_x(row0 + lid.x + 48u, lid.y + 16u, c31, o31);
+        workgroupBarrier();
+        let gb = p.gram_off + wid.z * p.gram_stride + wid.x * 1024u;
+        for (var e = tid; e < 1024u; e += 256u) {
+            let i = e % 32u;
+            let j = e / 32u;
+            var s = 0.0;
+            for (var r = 0u; r < BM; r++) {
+                s = fma(gram_col(i, r), gram_col(j, r), s);
+            }
+            gram[gb + e] = s;
+        }
+    }
+}
+
+// GRAM: entry (i, j) of the tile as stored (alpha·v + beta·old), zero outside the rows and
+// columns of the next panel.
+fn gram_x(i: u32, j: u32, v: f32, old: f32) -> f32 {
+    if i < p.gram_skip || i >= p.m || j >= p.gram_b {
+        return 0.0;
+    }
+    return fma(p.beta, old, p.alpha * v);
+}
+
+// GRAM: row r of column j of the tile (j < 32), from the operand tiles.
+fn gram_col(j: u32, r: u32) -> f32 {
+    if j < 16u {
+        return tile_a[j][r];
+    }
+    return tile_b[j - 16u][r];
 }
 
 // C[i, j] before the update (0 outside C, and when beta == 0: C is then not read).

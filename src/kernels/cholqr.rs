@@ -57,13 +57,17 @@ struct Params {
     q_ld: u32,
     rtop: u32,
     gate: u32,
+    ngram: u32,
+    _pad: [u32; 3],
 }
 
 /// Where one panel's CholeskyQR2 keeps its intermediates in the scratch buffer (element offsets
 /// per batch member, from `base`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
-    parts: usize,
+    /// The partial Grams of X (room for one per 64 rows, and one more: a GEMM that hands them
+    /// over tiles X's rows from 32 rows above).
+    pub parts: usize,
     parts2: usize,
     r1: usize,
     /// The gate of each member: 1.0 where TSQR must factor its panel.
@@ -76,8 +80,8 @@ impl Layout {
     /// The intermediates of a `rows` × `b` panel, placed from element `base`.
     pub fn new(b: usize, rows: usize, base: usize) -> Self {
         let parts = base;
-        let parts2 = parts + rows.div_ceil(TILE_ROWS) * PART;
-        let r1 = parts2 + rows.div_ceil(TILE_ROWS) * PART;
+        let parts2 = parts + (rows.div_ceil(TILE_ROWS) + 1) * PART;
+        let r1 = parts2 + (rows.div_ceil(TILE_ROWS) + 1) * PART;
         let gate = r1 + b * b;
         Self {
             parts,
@@ -99,7 +103,9 @@ pub(crate) struct Out {
 
 /// Records CholeskyQR2 of the `rows` × `b` panel `x` of each of `batch` matrices: Q and R to
 /// `out` in `scratch` (`stride` elements per member), and each member's gate of `layout` set to
-/// 1.0 where its panel fails the check (0.0 otherwise). `x` is only read.
+/// 1.0 where its panel fails the check (0.0 otherwise). `x` is only read. `grams`: the number of
+/// partial Grams of X already at the layout's `parts` (see `gemm::GramOut`), else the first
+/// launch forms them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder,
@@ -112,12 +118,15 @@ pub(crate) fn record(
     scratch: &wgpu::Buffer,
     stride: usize,
     batch: usize,
+    grams: Option<usize>,
 ) {
     debug_assert!(b <= MAX_WIDTH && rows >= b);
     let ntiles = rows.div_ceil(TILE_ROWS);
+    debug_assert!(grams.is_none_or(|g| g <= ntiles + 1));
     let base = Params {
         rows: rows as u32,
         ntiles: ntiles as u32,
+        ngram: ntiles as u32,
         batch: batch as u32,
         s_stride: stride as u32,
         part_off: layout.parts as u32,
@@ -149,11 +158,14 @@ pub(crate) fn record(
         x_stride: x.stride as u32,
         ..base
     };
-    // Pass 1: G = XᵀX (partials in `parts`); R₁ (to r1) and Q₁ = X R₁⁻¹ (into Q's place) with
-    // Q₁ᵀQ₁'s partials in `parts2`.
-    solve(rec, false, true, from_x, x.buffer);
+    // Pass 1: G = XᵀX (partials in `parts`, unless the GEMM that formed X left `grams` of them
+    // there); R₁ (to r1) and Q₁ = X R₁⁻¹ (into Q's place) with Q₁ᵀQ₁'s partials in `parts2`.
+    if grams.is_none() {
+        solve(rec, false, true, from_x, x.buffer);
+    }
     let step1 = Params {
         step: 1,
+        ngram: grams.unwrap_or(ntiles) as u32,
         part_in: layout.parts as u32,
         part_off: layout.parts2 as u32,
         r_out: layout.r1 as u32,

@@ -61,8 +61,27 @@ struct Params {
     stride_c: u32,
     alpha: f32,
     beta: f32,
+    gram_off: u32,
+    gram_stride: u32,
+    gram_skip: u32,
+    gram_b: u32,
     _pad: [u32; 2],
 }
+
+/// Where the 64×64 kernel also writes the partial Grams of C's first `b` columns (the WGSL's
+/// `GRAM`): one 32×32 block per 64-row tile of C, rows before `skip` left out, the tiles'
+/// blocks consecutive from `offset` and `stride` elements apart between batch members.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GramOut<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub stride: usize,
+    pub skip: usize,
+    pub b: usize,
+}
+
+/// Rows per partial Gram of [`GramOut`] (the 64×64 kernel's tile height).
+pub(crate) const GRAM_TILE_ROWS: usize = BM as usize;
 
 /// One (possibly strided-batched) GEMM: `C = alpha * op(A) * op(B) + beta * C` where op(A) is
 /// m×k and op(B) is k×n. With `beta == 0`, C is only written.
@@ -308,22 +327,58 @@ impl<'a> Gemm<'a> {
             stride_c: 0,
             alpha: self.alpha,
             beta: self.beta,
+            gram_off: 0,
+            gram_stride: 0,
+            gram_skip: 0,
+            gram_b: 0,
             _pad: [0; 2],
         }
     }
 
-    fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {
+    /// Records the product as [`Self::record`] would, with the partial Grams of `gram`, where
+    /// it runs on the 64×64 kernel in one piece (not split along K, not on the 128×128 kernel);
+    /// returns false, recording nothing, otherwise.
+    pub fn record_with_gram(&self, rec: &mut Recorder, ctx: &Context, gram: &GramOut) -> bool {
         let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
-        // The 128×128 variant pays off once its tiles fill a large GPU, counting every product
-        // of the batch (a split-K's slices are one); below that the 64×64 one runs 4× the
-        // workgroups. (Counting the slices: H100 QR 8192² 183.1 -> 178.6 ms of GPU time.)
+        if self.m == 0
+            || self.n < gram.b
+            || gram.b > 32
+            || self.batch == 0
+            || self.batch > max_z
+            || self.splits(ctx) > 1
+            || self.large()
+        {
+            return false;
+        }
+        self.record_direct_with(rec, ctx, Some(gram));
+        true
+    }
+
+    /// Whether [`Self::record_direct`] takes the 128×128 kernel: once its tiles fill a large
+    /// GPU, counting every product of the batch (a split-K's slices are one); below that the
+    /// 64×64 one runs 4× the workgroups. (Counting the slices: H100 QR 8192² 183.1 -> 178.6 ms
+    /// of GPU time.)
+    fn large(&self) -> bool {
         let large_tiles = (self.m / LARGE as usize) * (self.n / LARGE as usize);
-        let large = large_tiles * self.batch >= LARGE_MIN_TILES;
-        let constants = [
+        large_tiles * self.batch >= LARGE_MIN_TILES
+    }
+
+    fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {
+        self.record_direct_with(rec, ctx, None);
+    }
+
+    fn record_direct_with(&self, rec: &mut Recorder, ctx: &Context, gram: Option<&GramOut>) {
+        let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
+        let large = self.large();
+        debug_assert!(gram.is_none() || !large);
+        let mut constants = vec![
             ("TRANS_A", self.trans_a as u32 as f64),
             ("TRANS_B", self.trans_b as u32 as f64),
             ("UNROLL", (large && self.k >= DEEP_MIN_K) as u32 as f64),
         ];
+        if gram.is_some() {
+            constants.push(("GRAM", 1.0));
+        }
         let (entry, tile_m, tile_n) = if large {
             ("gemm_large", LARGE, LARGE)
         } else {
@@ -348,19 +403,26 @@ impl<'a> Gemm<'a> {
                 // k == 0: the product is empty, C = beta * C.
                 alpha: if self.k == 0 { 0.0 } else { self.alpha },
                 beta: self.beta,
+                gram_off: gram.map_or(0, |g| g.offset + done * g.stride) as u32,
+                gram_stride: gram.map_or(0, |g| g.stride) as u32,
+                gram_skip: gram.map_or(0, |g| g.skip) as u32,
+                gram_b: gram.map_or(0, |g| g.b) as u32,
                 _pad: [0; 2],
             };
+            let operands = [
+                (self.a.buffer, Access::Read),
+                (self.b.buffer, Access::Read),
+                (self.c.buffer, Access::ReadWrite),
+                // The 64×64 kernel's binding of GRAM's output (C again without it).
+                (gram.map_or(self.c.buffer, |g| g.buffer), Access::ReadWrite),
+            ];
             rec.dispatch(
                 ctx,
                 &SOURCE,
                 entry,
                 &constants,
                 &params,
-                &[
-                    (self.a.buffer, Access::Read),
-                    (self.b.buffer, Access::Read),
-                    (self.c.buffer, Access::ReadWrite),
-                ],
+                &operands[..if large { 3 } else { 4 }],
                 [
                     (self.m as u32).div_ceil(tile_m),
                     (self.n as u32).div_ceil(tile_n),

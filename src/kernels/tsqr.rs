@@ -250,6 +250,12 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// Where CholeskyQR2, if it runs first, takes the partial Grams of X (element offset per
+    /// member): a GEMM that forms X may leave them there (`gemm::GramOut`).
+    pub fn grams(&self) -> Option<usize> {
+        self.cq.map(|cq| cq.parts)
+    }
+
     /// The tree for a panel of `rows` × `v.b` (rows ≥ v.b).
     pub fn new(v: &Variant, rows: usize) -> Self {
         let b = v.b;
@@ -318,6 +324,8 @@ pub(crate) struct PanelOut<'a> {
 
 /// Records the TSQR factorization and reconstruction of a rows × v.b panel of each of `batch`
 /// matrices. `scratch` holds `stride` elements per batch member (at least the layout's total).
+/// `grams`: how many partial Grams of the panel the GEMM that formed it left at
+/// [`Layout::grams`] (where CholeskyQR2 runs first).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_panel(
     rec: &mut Recorder,
@@ -328,6 +336,7 @@ pub(crate) fn record_panel(
     scratch: &wgpu::Buffer,
     stride: usize,
     batch: usize,
+    grams: Option<usize>,
 ) {
     let layout = Layout::new(v, rows);
     debug_assert!(layout.total <= stride && rows >= v.b);
@@ -342,7 +351,9 @@ pub(crate) fn record_panel(
             q_ld: rows,
             r: layout.rtop,
         };
-        cholqr::record(rec, ctx, b, rows, out.a, &cq, &q, scratch, stride, batch);
+        cholqr::record(
+            rec, ctx, b, rows, out.a, &cq, &q, scratch, stride, batch, grams,
+        );
         cq.gate
     });
     let base = Params {

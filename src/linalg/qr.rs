@@ -31,7 +31,7 @@
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
-use crate::kernels::gemm::Gemm;
+use crate::kernels::gemm::{Gemm, GramOut, GRAM_TILE_ROWS};
 use crate::kernels::householder::{self as hh, Mats};
 use crate::kernels::tsqr;
 use crate::linalg::non_empty;
@@ -281,7 +281,9 @@ fn gemm(
 
 /// Applies the block reflector of the panel at `j0` (width w) to rows j0.. of C (`nc` columns):
 /// C ← (I - V op(T) Vᵀ) C, where op(T) = Tᵀ when `trans` (applying Hᵀ) and T otherwise.
-/// V must already be in the workspace.
+/// V must already be in the workspace. With `gram` (rows counted from j0), the product that
+/// updates C's first columns also writes their partial Grams where it can; returns how many
+/// it wrote (one per 64 rows), or `None`.
 #[allow(clippy::too_many_arguments)]
 fn larfb_panel(
     rec: &mut Recorder,
@@ -294,10 +296,12 @@ fn larfb_panel(
     trans: bool,
     c: Mats,
     nc: usize,
-) {
+    gram: Option<GramOut>,
+) -> Option<usize> {
     if nc == 0 {
-        return;
+        return None;
     }
+    let mut grams = None;
     let rows = plan.m - j0;
     let v = ws.v(plan, rows);
     let c = c.at(j0, 0);
@@ -331,23 +335,29 @@ fn larfb_panel(
                 rec, ctx, plan.batch, w, cols, w, 1.0, t, trans, w1, false, 0.0, w2,
             );
         }
-        gemm(
-            rec,
-            ctx,
-            plan.batch,
+        let w2 = ws.w2(plan);
+        let update = Gemm::new(
             rows,
             cols,
             w,
             -1.0,
-            v,
+            v.view(),
             false,
-            ws.w2(plan),
+            w2.view(),
             false,
             1.0,
-            cc,
-        );
+            cc.view(),
+        )
+        .batched(plan.batch, [v.stride, w2.stride, cc.stride]);
+        match gram.filter(|_| done == 0) {
+            Some(g) if update.record_with_gram(rec, ctx, &g) => {
+                grams = Some(rows.div_ceil(GRAM_TILE_ROWS));
+            }
+            _ => update.record(rec, ctx),
+        }
         done += cols;
     }
+    grams
 }
 
 /// T block of panel p.
@@ -381,12 +391,26 @@ pub(crate) fn record_geqrf(
             .step_by(INNER_BLOCK)
             .map(|ji| (ji, INNER_BLOCK.min(j0 + w - ji)))
             .collect();
-        for &(ji, wi) in &inner {
+        // The partial Grams of the next inner panel that its update left for CholeskyQR2.
+        let mut grams = None;
+        for (i, &(ji, wi)) in inner.iter().enumerate() {
             let ti = tp.at(ji - j0, ji - j0);
-            factor_inner_panel(rec, ctx, plan, ws, a, tau, ti, ji, wi);
+            factor_inner_panel(rec, ctx, plan, ws, a, tau, ti, ji, wi, grams.take());
             let rest = j0 + w - ji - wi;
             if rest > 0 {
-                larfb_panel(rec, ctx, plan, ws, ji, wi, ti, true, a.at(0, ji + wi), rest);
+                let next = inner.get(i + 1).and_then(|&(jn, wn)| {
+                    let (scratch, stride) = ws.tsqr.as_ref()?;
+                    let v = plan.tsqr(ctx, jn, wn)?;
+                    Some(GramOut {
+                        buffer: scratch,
+                        offset: tsqr::Layout::new(&v, plan.m - jn).grams()?,
+                        stride: *stride,
+                        skip: jn - ji,
+                        b: wn,
+                    })
+                });
+                let c = a.at(0, ji + wi);
+                grams = larfb_panel(rec, ctx, plan, ws, ji, wi, ti, true, c, rest, next);
             }
         }
         if inner.len() > 1 {
@@ -407,6 +431,7 @@ pub(crate) fn record_geqrf(
                 true,
                 a.at(0, j0 + w),
                 trailing,
+                None,
             );
         }
     }
@@ -426,6 +451,7 @@ fn factor_inner_panel(
     t: Mats,
     ji: usize,
     wi: usize,
+    grams: Option<usize>,
 ) {
     let rows = plan.m - ji;
     let tau_p = Mats::new(tau.buffer, tau.offset + ji, 1, tau.stride);
@@ -437,7 +463,9 @@ fn factor_inner_panel(
             t,
             v: ws.v(plan, rows),
         };
-        tsqr::record_panel(rec, ctx, &v, rows, &out, scratch, *stride, plan.batch);
+        tsqr::record_panel(
+            rec, ctx, &v, rows, &out, scratch, *stride, plan.batch, grams,
+        );
     } else {
         hh::panel(rec, ctx, plan.m, ji, wi, wi, a, tau, plan.batch);
         hh::extract_v(rec, ctx, plan.m, ji, wi, a, ws.v(plan, rows), plan.batch);
@@ -484,7 +512,8 @@ pub(crate) fn record_apply_q(
     let mut apply = |p: usize, j0: usize, w: usize| {
         let rows = plan.m - j0;
         hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
-        larfb_panel(rec, ctx, plan, ws, j0, w, t_block(t, plan, p), trans, c, nc);
+        let tp = t_block(t, plan, p);
+        larfb_panel(rec, ctx, plan, ws, j0, w, tp, trans, c, nc, None);
     };
     if trans {
         for &(p, (j0, w)) in &panels {
@@ -528,6 +557,7 @@ pub(crate) fn record_orgqr(
             false,
             q.at(0, j0),
             qcols - j0,
+            None,
         );
     }
 }
