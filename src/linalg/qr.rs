@@ -439,7 +439,8 @@ pub(crate) fn record_geqrf(
 
 /// Factors the inner panel at column `ji` (width `wi` ≤ [`INNER_BLOCK`]) in place: tau of its
 /// columns, its T into `t`, and its explicit V into the workspace, by TSQR where the plan picks
-/// it, else one workgroup (geqr2) and larft.
+/// it, else one workgroup (geqr2) and larft. `grams`: the partial Grams of the panel that the
+/// update before it left for CholeskyQR2 (see [`larfb_panel`]).
 #[allow(clippy::too_many_arguments)]
 fn factor_inner_panel(
     rec: &mut Recorder,
