@@ -1,8 +1,9 @@
 //! `wgsl/cholqr.wgsl`: CholeskyQR2 for the tall inner panels of the blocked QR, in front of
 //! TSQR (`kernels::tsqr`), which runs only where its check fails (see the WGSL header).
 //!
-//! [`Layout`] places its partial Grams, R₁, R₂ and the gate in the TSQR scratch buffer, after
-//! TSQR's own tree; [`record`] records its five launches.
+//! [`Layout`] places its partial Grams, R₁ and the gate in the TSQR scratch buffer, after
+//! TSQR's own tree; [`record`] records its three launches (two where a GEMM left the first
+//! Gram).
 
 use super::householder::Mats;
 use crate::context::{Access, Context, KernelSource, Recorder};

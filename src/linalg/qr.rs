@@ -78,7 +78,8 @@ pub enum PanelAlgorithm {
     /// single block), CholeskyQR2 in front of it on panels of several blocks and at most 8192
     /// rows, else one workgroup. Measured on an H100, TSQR was faster than one workgroup at every
     /// panel height, and CholeskyQR2 in front of it faster again (QR with Q 4096²: 26.5
-    /// against 28.6 ms in one call, 25.7 after v67; `BENCHMARKS.md`, session 12).
+    /// against 28.6 ms in one call, 25.7 after v67, 24.1 after v70; `BENCHMARKS.md`, sessions
+    /// 12 and 13).
     #[default]
     Auto,
     /// One workgroup walks the panel column by column (`geqr2`), then `larft` builds T.
@@ -87,7 +88,8 @@ pub enum PanelAlgorithm {
     /// block of at least 2·nb rows (one workgroup otherwise).
     Tsqr,
     /// As [`Self::Tsqr`], but panels of more than one TSQR block and at most 8192 rows are
-    /// first factored by CholeskyQR2 (two Cholesky QRs: five short launches), and the TSQR tree
+    /// first factored by CholeskyQR2 (two Cholesky QRs: three short launches, or two where the
+    /// update that formed the panel also formed its Gram), and the TSQR tree
     /// runs, inside the same submission, only where a check on the second Gram matrix finds
     /// CholeskyQR2 unsafe (ill-conditioned or rank-deficient panels, non-finite values): there
     /// the results are TSQR's, bit for bit; elsewhere they differ from TSQR's by rounding.
