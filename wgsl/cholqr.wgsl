@@ -29,8 +29,8 @@
 // keep TSQR's results exactly, and each matrix of a batch gets the same results as alone.
 //
 // Layout: X column-major (x_off + b·x_stride + i + c·x_ld); everything else in the scratch
-// buffer `sbuf`, matrix b at b·s_stride: two areas of partial Grams (ntiles + 1 each, each B×B
-// in a 32×32 column-major block: a launch sums one while it writes the other), R₁ (B×B, leading
+// buffer `sbuf`, matrix b at b·s_stride: two areas of partial Grams (ntiles + 1 and ntiles, each
+// B×B in a 32×32 column-major block: a launch sums one while it writes the other), R₁ (B×B, leading
 // dimension B, zeros below the diagonal), Q (q_off, leading dimension q_ld), the top R (rtop,
 // B×B) and the gate.
 
@@ -64,7 +64,8 @@ struct Params {
     rtop: u32,      // pass 2: R = R₂R₁, leading dimension B
     gate: u32,      // the gate
     ngram: u32,     // the partial Grams at part_in: ntiles, or in pass 1 those of the GEMM that
-                    // formed X (gemm.wgsl's GRAM), which tiles X's rows from 32 rows above
+                    // formed X (gemm.wgsl's GRAM), whose tiles start at the previous panel's
+                    // first row, up to 32 rows above X's
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -235,6 +236,7 @@ fn cq_solve(
     var x0 = vec4<f32>(0.0);
     var x1 = vec4<f32>(0.0);
     let owns = c < B;
+    let slot = c * LDX + rg * 2u;
     if owns {
         let xb = p.x_off + bm * p.x_stride + c * p.x_ld;
         for (var u = 0u; u < 4u; u++) {
@@ -261,9 +263,6 @@ fn cq_solve(
                 sbuf[sb + p.gate] = 1.0;
             }
         }
-    }
-    let slot = c * LDX + rg * 2u;
-    if SOLVE {
         // Column by column: x_c = (a_c − Σ_{j<c} x_j R_jc) / R_cc; once x_j is in the tile,
         // every later column adds its term (one barrier per column, x_j written once).
         var acc0 = vec4<f32>(0.0);

@@ -67,7 +67,7 @@ struct Params {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
     /// The partial Grams of X (room for one per 64 rows, and one more: a GEMM that hands them
-    /// over tiles X's rows from 32 rows above).
+    /// over tiles from the previous panel's first row, up to 32 rows above X's).
     pub parts: usize,
     parts2: usize,
     r1: usize,
@@ -81,8 +81,9 @@ impl Layout {
     /// The intermediates of a `rows` × `b` panel, placed from element `base`.
     pub fn new(b: usize, rows: usize, base: usize) -> Self {
         let parts = base;
-        let parts2 = parts + (rows.div_ceil(TILE_ROWS) + 1) * PART;
-        let r1 = parts2 + (rows.div_ceil(TILE_ROWS) + 1) * PART;
+        let ntiles = rows.div_ceil(TILE_ROWS);
+        let parts2 = parts + (ntiles + 1) * PART;
+        let r1 = parts2 + ntiles * PART;
         let gate = r1 + b * b;
         Self {
             parts,
