@@ -6,9 +6,9 @@
 // H_0 … H_{B-1} [I; 0]); the B×B R factors are stacked and factored again, level by level,
 // until one block is left (`tsqr_factor`, once per level). The explicit Q of the panel is then
 // built top-down, each level's rows being its block Q times the block's B×B piece of the level
-// above's explicit Q (`tsqr_apply`, a parallel product, once per level below the top). Finally
-// the Householder form LAPACK's blocked QR needs is reconstructed from Q (tsqr_lu.wgsl's
-// `tsqr_lu`, then `tsqr_rows` here):
+// above's explicit Q (`tsqr_apply`, a parallel product, once per level below the top, but for
+// the leaf level behind CholeskyQR2: see fold_on). Finally the Householder form LAPACK's
+// blocked QR needs is reconstructed from Q (tsqr_lu.wgsl's `tsqr_lu`, then `tsqr_rows` here):
 //   Q - S = L U   (LU without pivoting; S = diag(-sign) chosen on the way so |U_ii| >= 1),
 //   Y = L (unit lower trapezoidal: the reflectors), T = -U S L₁⁻ᵀ, R_H = S R,
 // so that I - Y T Yᵀ is the panel's block reflector and A = (I - Y T Yᵀ)[:, :B] R_H. That is
@@ -70,6 +70,11 @@ struct Params {
     u_off: u32,      // lu: U⁻¹ out; rows: U⁻¹ in (scratch)
     gate: u32,       // factor/apply: NO_GATE, or the element of sbuf (per matrix, s_stride
                      // apart) whose 0.0 means return at once (cholqr.wgsl factored the panel)
+    fold_q: u32,     // lu/rows: NO_GATE, or the leaf level's block Q (ld q_ld), whose product
+                     // with fold_p (ld fold_ld) is the panel's explicit Q where the gate is
+                     // set (the leaf level's tsqr_apply folded into lu and rows; see fold_on)
+    fold_p: u32,
+    fold_ld: u32,
 }
 
 const NO_GATE: u32 = 0xffffffffu;
@@ -100,6 +105,17 @@ var<workgroup> dinvs: array<f32, B>;
 var<workgroup> taus: array<f32, B>;
 var<workgroup> expo: array<i32, B>;
 var<workgroup> qx: array<f32, SMQ>;
+
+// The block of a level that holds row r.
+fn leaf_block(r: u32) -> u32 {
+    let base = p.rows / p.nblocks;
+    let rem = p.rows % p.nblocks;
+    let big = rem * (base + 1u);
+    if r < big {
+        return r / (base + 1u);
+    }
+    return rem + (r - big) / base;
+}
 
 // First row and row count of block g of a level.
 fn block_rows(g: u32) -> vec2<u32> {
@@ -300,21 +316,13 @@ fn tsqr_apply(
     // Four columns of Q per invocation: the row of Qloc is read once per four outputs, not
     // once per output (the leaf level of a 65536-row panel re-read it 32 times: 73 µs).
     let total = p.rows * ((B + 3u) / 4u);
-    let base = p.rows / p.nblocks;
-    let rem = p.rows % p.nblocks;
-    let big = rem * (base + 1u);
     let qb = p.q_off + bm * p.s_stride;
     let pb = p.r_off + bm * p.s_stride;
     let ob = p.u_off + bm * p.s_stride;
     for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
         let r = e % p.rows;
         let c0 = 4u * (e / p.rows);
-        var g = 0u;
-        if r < big {
-            g = r / (base + 1u);
-        } else {
-            g = rem + (r - big) / base;
-        }
+        let g = leaf_block(r);
         // Columns past B read column B - 1 (a valid address); their sums are not stored.
         let pc = pb + g * B + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(B - 1u)) * p.r_ld;
         var acc = vec4<f32>(0.0);
@@ -330,6 +338,27 @@ fn tsqr_apply(
     }
 }
 
+// Whether the panel's explicit Q is to be formed on the fly (`leaf_q`) instead of read at q_off:
+// where CholeskyQR2 runs first, its Q is there; where its check failed, the tree's leaf-level
+// expansion is not launched (it would be one more launch per panel, almost always gated off)
+// and lu and rows form the rows of Q they need from the leaf blocks' Q and the level above's
+// explicit Q themselves, exactly as tsqr_apply would (same fma chain, so bit for bit).
+fn fold_on(bm: u32) -> bool {
+    return p.fold_q != NO_GATE && sbuf[p.gate + bm * p.s_stride] != 0.0;
+}
+
+// Entry (r, c) of the panel's explicit Q from the leaf level (see fold_on): row r of its block
+// g's Q times that block's B rows of the level above's explicit Q.
+fn leaf_q(bm: u32, r: u32, g: u32, c: u32) -> f32 {
+    let qb = p.fold_q + bm * p.s_stride + r;
+    let pb = p.fold_p + bm * p.s_stride + g * B + c * p.fold_ld;
+    var acc = 0.0;
+    for (var k = 0u; k < B; k++) {
+        acc = fma(sbuf[qb + k * p.q_ld], sbuf[pb + k], acc);
+    }
+    return acc;
+}
+
 // Rows B.. of the reflectors: Y₂ = Q₂ U⁻¹, into the panel and into explicit V.
 @compute @workgroup_size(WG)
 fn tsqr_rows(
@@ -342,6 +371,10 @@ fn tsqr_rows(
         return;
     }
     let ub = p.u_off + bm * p.s_stride;
+    // The fold flag, read with U⁻¹.
+    if lid == 0u {
+        gate_run = select(0u, 1u, fold_on(bm));
+    }
     for (var e = lid; e < B * B; e += WG) {
         blk[e] = sbuf[ub + e];
     }
@@ -351,8 +384,26 @@ fn tsqr_rows(
     // column c sums k ≤ c only, exactly as one column per invocation did.
     let total = below * ((B + 3u) / 4u);
     let qb = p.q_off + bm * p.s_stride;
-    let ab = p.a_off + bm * p.a_stride;
-    let vb = p.v_off + bm * p.v_stride;
+    // Two loops, not one with a branch inside: with the branch inside, this launch took as long
+    // as the launch that the fold saves (H100 profile 10.6 → 13.2 µs; BENCHMARKS.md, v74).
+    if gate_run != 0u {
+        // Q's rows formed from the leaf level (fold_on): the same sums, each Q entry computed.
+        for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
+            let r = B + e % below;
+            let c0 = 4u * (e / below);
+            let cs = vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u);
+            let uc = min(cs, vec4<u32>(B - 1u)) * B;
+            let g = leaf_block(r);
+            var acc = vec4<f32>(0.0);
+            for (var k = 0u; k <= min(c0 + 3u, B - 1u); k++) {
+                let u = vec4<f32>(blk[k + uc.x], blk[k + uc.y], blk[k + uc.z], blk[k + uc.w]);
+                let next = fma(vec4<f32>(leaf_q(bm, r, g, k)), u, acc);
+                acc = select(acc, next, vec4<u32>(k) <= cs);
+            }
+            store_rows(bm, r, c0, acc);
+        }
+        return;
+    }
     for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
         let r = B + e % below;
         let c0 = 4u * (e / below);
@@ -364,11 +415,18 @@ fn tsqr_rows(
             let next = fma(vec4<f32>(sbuf[qb + r + k * p.q_ld]), u, acc);
             acc = select(acc, next, vec4<u32>(k) <= cs);
         }
-        for (var j = 0u; j < 4u; j++) {
-            if c0 + j < B {
-                abuf[ab + r + (c0 + j) * p.a_ld] = acc[j];
-                vbuf[vb + r + (c0 + j) * p.v_ld] = acc[j];
-            }
+        store_rows(bm, r, c0, acc);
+    }
+}
+
+// Columns c0 … c0 + 3 (those < B) of row r of Y₂, into the panel and into explicit V.
+fn store_rows(bm: u32, r: u32, c0: u32, acc: vec4<f32>) {
+    let ab = p.a_off + bm * p.a_stride;
+    let vb = p.v_off + bm * p.v_stride;
+    for (var j = 0u; j < 4u; j++) {
+        if c0 + j < B {
+            abuf[ab + r + (c0 + j) * p.a_ld] = acc[j];
+            vbuf[vb + r + (c0 + j) * p.v_ld] = acc[j];
         }
     }
 }

@@ -51,7 +51,13 @@ struct Params {
     t_ld: u32,
     t_stride: u32,
     u_off: u32,      // U⁻¹ out (scratch, B×B, leading dimension B)
+    gate: u32,       // the element of sbuf (per matrix) whose 0.0 says CholeskyQR2 factored
+    fold_q: u32,     // NO_FOLD, or where the gate is not 0.0, Q₁ is the leaf block's Q at
+    fold_p: u32,     // fold_q (ld q_ld) times the level above's explicit Q at fold_p (ld
+    fold_ld: u32,    // fold_ld): tsqr.wgsl's fold_on
 }
+
+const NO_FOLD: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
@@ -87,10 +93,22 @@ fn tsqr_lu(
         atomicStore(&nz[lid], 0u);
     }
     workgroupBarrier();
+    let fold = p.fold_q != NO_FOLD && sbuf[p.gate + bm * p.s_stride] != 0.0;
+    let fq = p.fold_q + bm * p.s_stride;
+    let fp = p.fold_p + bm * p.s_stride;
     for (var e = lid; e < BB; e += WG) {
         let r = e % B;
         let c = e / B;
-        let x = sbuf[qb + r + c * p.q_ld];
+        // Read before the flag is known, so that the two loads overlap.
+        var x = sbuf[qb + r + c * p.q_ld];
+        if fold {
+            // Row r of the leaf level's block 0 times the level above's explicit Q (its rows
+            // 0 … B − 1 are block 0's), as tsqr.wgsl's leaf_q.
+            x = 0.0;
+            for (var k = 0u; k < B; k++) {
+                x = fma(sbuf[fq + r + k * p.q_ld], sbuf[fp + k + c * p.fold_ld], x);
+            }
+        }
         lu[e] = x;
         xu[e] = 0.0;
         ty[e] = 0.0;

@@ -3,8 +3,9 @@
 //!
 //! [`Variant`] sizes the kernels for one panel width and block height; [`Layout`] places the
 //! levels of the reduction tree, their explicit Q factors and taus in one scratch buffer;
-//! [`record_panel`] records the whole panel: factor levels bottom-up, expand levels top-down,
-//! then the reconstruction of Y, T, tau and R_H.
+//! [`record_panel`] records the whole panel: factor levels bottom-up, expand levels top-down
+//! (behind CholeskyQR2, the leaf level's expansion is folded into the reconstruction), then the
+//! reconstruction of Y, T, tau and R_H.
 
 use super::batched_qr::Tall;
 use super::cholqr;
@@ -53,6 +54,9 @@ struct Params {
     t_stride: u32,
     u_off: u32,
     gate: u32,
+    fold_q: u32,
+    fold_p: u32,
+    fold_ld: u32,
 }
 
 /// `Params::gate` of launches that always run.
@@ -360,8 +364,12 @@ pub(crate) fn record_panel(
         batch: batch as u32,
         s_stride: stride as u32,
         gate: gate.map_or(NO_GATE, |g| g as u32),
+        fold_q: NO_GATE,
         ..Default::default()
     };
+    // Behind CholeskyQR2 the leaf level's expansion is folded into the reconstruction (the
+    // WGSL's fold_on): one launch fewer per panel, which would almost always return at once.
+    let fold = gate.is_some();
     let portable = v.constants(Entry::Portable);
     let max_x = ctx.limits().max_compute_workgroups_per_dimension as usize;
     let elementwise = |elements: usize| elements.div_ceil(PORTABLE_WG).clamp(1, max_x.min(4096));
@@ -438,8 +446,9 @@ pub(crate) fn record_panel(
             [level.nblocks as u32, batch as u32, 1],
         );
     }
-    // Explicit Q top-down: each level's block Qs times the level above's explicit Q.
-    for l in (0..top).rev() {
+    // Explicit Q top-down: each level's block Qs times the level above's explicit Q (but for
+    // the folded leaf level).
+    for l in (usize::from(fold)..top).rev() {
         let level = &levels[l];
         let params = Params {
             rows: level.rows as u32,
@@ -486,6 +495,17 @@ pub(crate) fn record_panel(
         t_stride: out.t.stride as u32,
         u_off: layout.uinv as u32,
         ..base
+    };
+    let params = if fold {
+        Params {
+            nblocks: levels[0].nblocks as u32,
+            fold_q: levels[0].q as u32,
+            fold_p: levels[1].qx as u32,
+            fold_ld: levels[1].rows as u32,
+            ..params
+        }
+    } else {
+        params
     };
     let buffers = [
         (out.a.buffer, Access::ReadWrite),
