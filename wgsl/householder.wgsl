@@ -26,9 +26,11 @@ const F32_MAX: f32 = 3.40282347e38;
 
 struct Params {
     m: u32,          // rows of each matrix
-    j0: u32,         // panel start (column, and row of its first diagonal element)
+    j0: u32,         // panel start (column, and row of its first diagonal element); t_merge:
+                     // the width of the blocks it merges
     k: u32,          // reflectors in the panel
-    ncols: u32,      // columns updated from j0 (>= k); geqr2 on a whole matrix passes n - j0
+    ncols: u32,      // columns updated from j0 (>= k); geqr2 on a whole matrix passes n - j0;
+                     // t_merge: the pairs of blocks it merges
     ld: u32,         // leading dimension of the matrix
     offset: u32,     // element offset of matrix 0
     stride: u32,     // elements between matrices of a batch
@@ -344,17 +346,20 @@ fn identity(
     aux[p.aux_offset + b * p.aux_stride + i + j * p.aux_ld] = select(0.0, 1.0, i == j);
 }
 
-// T of an outer panel (k = p.k columns) from the T blocks of its inner panels (ib = p.ncols ≤ 32
-// wide, already on T's diagonal) and S = VᵀV of the outer panel's explicit V (aux), one block
-// column per launch. The launch for block column j (columns p0 = p.j0 = j·ib .. p0 + w) fills
-//   T[0:p0, p0:p0+w] = -T[0:p0, 0:p0] · S[0:p0, p0:p0+w] · T_jj
-// (the compact-WY product rule; it reads the blocks earlier launches wrote) and zeroes the
-// blocks below the diagonal in block row j. Workgroup (matrix, i) computes block row i < j:
-//   T_ij = -Σ_{l=i}^{j-1} T_il · Y_l,  Y_l = S_lj · T_jj,
-// with every operand staged in workgroup memory (four 32×32 tiles: 16 KiB), each invocation
-// holding four outputs and loading the next round's operands while the current round computes
-// (BENCHMARKS.md v55). One workgroup per block row rather than one per matrix: a single
-// workgroup walking all block columns took 60 µs per 128-wide T on an H100, issue-bound on one SM.
+// T of an outer panel (k = p.k columns) from the T blocks of its inner panels (32 wide, on
+// T's diagonal) and S = VᵀV of the outer panel's explicit V (aux), by recursive doubling: the
+// launch for a level merges pairs of diagonal blocks of bs = p.j0 columns (32, 64, 128: the
+// blocks the launch before made), the pair at h0 (second half from h1 = h0 + bs, w2 ≤ bs wide):
+//   T₁₂ = -T₁₁ · S₁₂ · T₂₂,  T₂₁ = 0
+// (the compact-WY product rule, T₁₁ and T₂₂ upper triangular). Workgroup (matrix, pair, ti, tj)
+// computes the 32×32 tile (ti, tj) of T₁₂:
+//   T₁₂[ti, tj] = -Σ_{l ≥ ti} T₁₁[ti, l] · Y_l,  Y_l = Σ_{m ≤ tj} S₁₂[l, m] · T₂₂[m, tj],
+// every operand tile staged in workgroup memory (four 32×32 tiles: 16 KiB), each invocation
+// holding four outputs, and zeroes the tile (tj, ti) of T₂₁. Y is formed again by each of the
+// tiles of a tile column: the work is small, the launches are what cost. Until session 14 there
+// was one launch per block column, each reading the blocks the one before wrote: 7 launches of
+// ~12 µs for a 256-wide T on an H100, now 3 (BENCHMARKS.md, v75). A single workgroup walking all
+// block columns took 60 µs per 128-wide T (v55), issue-bound on one SM.
 const TB: u32 = 32u;
 // Left operands: S_lj at 0, T_il at TT; right operands: T_jj at 0, Y_l at TT.
 const TT: u32 = 1024u;
@@ -373,42 +378,34 @@ fn tile_product(lo: u32, ro: u32, r: u32, c0: u32) -> vec4<f32> {
     return y;
 }
 
-// t_merge's operand elements of invocation (r, c0): row r, columns c0 + 8s for s = 0..3.
-struct MergeOps {
-    s: vec4<f32>, // S_lj
-    t: vec4<f32>, // T_il, upper triangle only where l = i
-}
-
-fn merge_s(sb: u32, l: u32, ib: u32, p0: u32, w: u32, r: u32, c: u32) -> f32 {
-    if r < ib && c < w {
-        return aux[sb + l * ib + r + (p0 + c) * p.aux_ld];
+// Entry (r, c) of the 32×32 tile of T at rows r0, columns c0 (column-major, ld t_ld), where
+// the tile is inside T (rows < rmax, columns < cmax) and, with `upper`, r ≤ c; else 0.
+fn t_tile(tb: u32, r0: u32, c0: u32, r: u32, c: u32, rmax: u32, cmax: u32, upper: bool) -> f32 {
+    if r0 + r < rmax && c0 + c < cmax && (!upper || r <= c) {
+        return a[tb + r0 + r + (c0 + c) * p.t_ld];
     }
     return 0.0;
 }
 
-fn merge_t(tb: u32, r0: u32, l: u32, i: u32, ib: u32, r: u32, c: u32) -> f32 {
-    if r < ib && c < ib && (l != i || r <= c) {
-        return a[tb + r0 + r + (l * ib + c) * p.t_ld];
+fn t_tile4(tb: u32, r0: u32, c0: u32, r: u32, c: u32, rmax: u32, cmax: u32,
+           upper: bool) -> vec4<f32> {
+    return vec4(t_tile(tb, r0, c0, r, c, rmax, cmax, upper),
+                t_tile(tb, r0, c0, r, c + 8u, rmax, cmax, upper),
+                t_tile(tb, r0, c0, r, c + 16u, rmax, cmax, upper),
+                t_tile(tb, r0, c0, r, c + 24u, rmax, cmax, upper));
+}
+
+// The same for S (aux, ld aux_ld; every row inside S): entries of columns < cmax.
+fn s_entry(sb: u32, r0: u32, c0: u32, r: u32, c: u32, cmax: u32) -> f32 {
+    if c0 + c < cmax {
+        return aux[sb + r0 + r + (c0 + c) * p.aux_ld];
     }
     return 0.0;
 }
 
-fn merge_tjj(tb: u32, p0: u32, w: u32, r: u32, c: u32) -> f32 {
-    if r <= c && c < w {
-        return a[tb + p0 + r + (p0 + c) * p.t_ld];
-    }
-    return 0.0;
-}
-
-fn merge_ops(sb: u32, tb: u32, l: u32, i: u32, p0: u32, w: u32, ib: u32, r: u32,
-             c0: u32) -> MergeOps {
-    let r0 = i * ib;
-    return MergeOps(
-        vec4(merge_s(sb, l, ib, p0, w, r, c0), merge_s(sb, l, ib, p0, w, r, c0 + 8u),
-             merge_s(sb, l, ib, p0, w, r, c0 + 16u), merge_s(sb, l, ib, p0, w, r, c0 + 24u)),
-        vec4(merge_t(tb, r0, l, i, ib, r, c0), merge_t(tb, r0, l, i, ib, r, c0 + 8u),
-             merge_t(tb, r0, l, i, ib, r, c0 + 16u), merge_t(tb, r0, l, i, ib, r, c0 + 24u)),
-    );
+fn s_tile4(sb: u32, r0: u32, c0: u32, r: u32, c: u32, cmax: u32) -> vec4<f32> {
+    return vec4(s_entry(sb, r0, c0, r, c, cmax), s_entry(sb, r0, c0, r, c + 8u, cmax),
+                s_entry(sb, r0, c0, r, c + 16u, cmax), s_entry(sb, r0, c0, r, c + 24u, cmax));
 }
 
 fn left_put4(off: u32, r: u32, c0: u32, v: vec4<f32>) {
@@ -425,59 +422,58 @@ fn right_put4(off: u32, r: u32, c0: u32, v: vec4<f32>) {
     tm_right[off + r + (c0 + 24u) * TB] = v.w;
 }
 
-// t_merge's outputs of invocation (r, c): T_ij[r, c] = -acc, and T_ji[r, c] = 0 below the diagonal.
-fn t_merge_out(tb: u32, r0: u32, p0: u32, r: u32, c: u32, w: u32, ib: u32, acc: f32) {
-    if r < ib && c < w {
-        a[tb + r0 + r + (p0 + c) * p.t_ld] = -acc;
-    }
-    if r < w && c < ib {
-        a[tb + p0 + r + (r0 + c) * p.t_ld] = 0.0;
-    }
-}
-
 @compute @workgroup_size(256)
 fn t_merge(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let ib = p.ncols;
-    let p0 = p.j0;
-    let j = p0 / ib;
+    let bs = p.j0;
+    let tiles = bs / TB;
+    let per = p.ncols * tiles * tiles; // workgroups per matrix: pairs × tiles²
     let g = matrix_index(wid, nwg);
-    let b = g / j;
-    let i = g % j;
+    let b = g / per;
     if b >= p.batch {
         return;
     }
+    let e = g % per;
+    let h0 = (e / (tiles * tiles)) * 2u * bs;
+    let h1 = h0 + bs;
+    let ti = (e / tiles) % tiles;
+    let tj = e % tiles;
+    let k = p.k;
+    if h1 + tj * TB >= k {
+        return; // a tile column past a narrow second half
+    }
     let sb = p.aux_offset + b * p.aux_stride;
     let tb = p.t_offset + b * p.t_stride;
-    let w = min(ib, p.k - p0);
-    let r0 = i * ib;
     // Invocation lid: row r of the tiles, columns c0 + 8s for s = 0..3.
     let r = lid % TB;
     let c0 = lid / TB;
-    let tjj = vec4(merge_tjj(tb, p0, w, r, c0), merge_tjj(tb, p0, w, r, c0 + 8u),
-                   merge_tjj(tb, p0, w, r, c0 + 16u), merge_tjj(tb, p0, w, r, c0 + 24u));
-    var ops = merge_ops(sb, tb, i, i, p0, w, ib, r, c0);
-    right_put4(0u, r, c0, tjj);
+    let rows = h0 + ti * TB;
+    let cols = h1 + tj * TB;
     var acc = vec4<f32>();
-    for (var l = i; l < j; l++) {
-        left_put4(0u, r, c0, ops.s);
-        left_put4(TT, r, c0, ops.t);
-        // The next round's operands load while this round computes.
-        if l + 1u < j {
-            ops = merge_ops(sb, tb, l + 1u, i, p0, w, ib, r, c0);
+    for (var l = ti; l < tiles; l++) {
+        var y = vec4<f32>();
+        for (var m = 0u; m <= tj; m++) {
+            left_put4(0u, r, c0, s_tile4(sb, h0 + l * TB, h1 + m * TB, r, c0, k));
+            right_put4(0u, r, c0, t_tile4(tb, h1 + m * TB, cols, r, c0, k, k, m == tj));
+            workgroupBarrier();
+            y += tile_product(0u, 0u, r, c0);
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        right_put4(TT, r, c0, tile_product(0u, 0u, r, c0));
+        left_put4(TT, r, c0, t_tile4(tb, rows, h0 + l * TB, r, c0, k, k, l == ti));
+        right_put4(TT, r, c0, y);
         workgroupBarrier();
         acc += tile_product(TT, TT, r, c0);
-        // The next round restages both arrays' tiles.
         workgroupBarrier();
     }
-    t_merge_out(tb, r0, p0, r, c0, w, ib, acc.x);
-    t_merge_out(tb, r0, p0, r, c0 + 8u, w, ib, acc.y);
-    t_merge_out(tb, r0, p0, r, c0 + 16u, w, ib, acc.z);
-    t_merge_out(tb, r0, p0, r, c0 + 24u, w, ib, acc.w);
+    for (var s = 0u; s < 4u; s++) {
+        let c = c0 + 8u * s;
+        if cols + c < k {
+            a[tb + rows + r + (cols + c) * p.t_ld] = -acc[s];
+            // T₂₁'s tile (tj, ti): row c of this tile's column range, column r of its row range.
+            a[tb + cols + c + (rows + r) * p.t_ld] = 0.0;
+        }
+    }
 }

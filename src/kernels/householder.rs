@@ -303,10 +303,10 @@ pub(crate) fn identity(
 }
 
 /// Completes the T (k×k, ld `t.ld`) of an outer panel of `k` columns whose inner panels of `ib`
-/// columns already have their T blocks on the diagonal, from S = VᵀV of the outer panel (`s`):
-/// the off-diagonal blocks by the compact-WY product rule, zeros below the diagonal blocks.
-/// One launch per block column after the first (each reads the blocks the launches before it
-/// wrote), one workgroup per block row above the diagonal and matrix. Needs ib ≤ 32.
+/// = 32 columns already have their T blocks on the diagonal, from S = VᵀV of the outer panel
+/// (`s`): the off-diagonal blocks by the compact-WY product rule, zeros below the diagonal
+/// blocks. Recursive doubling: one launch per level (pairs of 32-, 64-, 128-column blocks
+/// merged; 3 launches for k = 256), one workgroup per 32×32 tile of each pair's new block.
 pub(crate) fn t_merge(
     rec: &mut Recorder,
     ctx: &Context,
@@ -316,11 +316,14 @@ pub(crate) fn t_merge(
     t: Mats,
     batch: usize,
 ) {
-    debug_assert!((1..=32).contains(&ib));
-    for p0 in (ib..k).step_by(ib) {
+    debug_assert_eq!(ib, 32, "t_merge's tiles are the inner panels' T blocks");
+    let mut bs = ib;
+    while bs < k {
+        let pairs = (k - bs).div_ceil(2 * bs);
+        let tiles = bs / ib;
         let params = Params {
-            j0: p0 as u32,
-            ncols: ib as u32,
+            j0: bs as u32,
+            ncols: pairs as u32,
             ..Params::t_from_s(k, batch, &s, &t)
         };
         rec.dispatch(
@@ -334,7 +337,8 @@ pub(crate) fn t_merge(
                 (s.buffer, Access::ReadWrite),
                 (s.buffer, Access::ReadWrite),
             ],
-            grid(ctx, (batch * (p0 / ib)) as u32),
+            grid(ctx, (batch * pairs * tiles * tiles) as u32),
         );
+        bs *= 2;
     }
 }
