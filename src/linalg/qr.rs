@@ -23,9 +23,8 @@
 //! submission. Every routine here is batched (matrix b at `b * stride`), so the batched QR path
 //! for matrices too large for one workgroup runs the same code.
 //!
-//! Block size rule: `nb = min(k, 128)` with k = min(m, n), unless [`QrOptions::block_size`]
-//! says otherwise, and 256 where [`qr`] forms Q with k ≥ 4096 (forming Q is all K = nb
-//! updates). Inner panels of 32 keep the sequential part of each panel short; outer panels
+//! Block size rule: `nb = min(k, 128)` with k = min(m, n), and 256 where k ≥ 2048, unless
+//! [`QrOptions::block_size`] says otherwise. Inner panels of 32 keep the sequential part of each panel short; outer panels
 //! of 128 give the trailing-update GEMMs, which do most of the flops, a K of 128 instead of 32
 //! (measured on an H100 at 4096²: the rank-32 updates ran at 2–7 TF/s).
 
@@ -37,19 +36,21 @@ use crate::kernels::tsqr;
 use crate::linalg::non_empty;
 use crate::matrix::GpuMatrix;
 
-/// Default panel width (see the module docs).
+/// Default panel width below min(m, n) = 2048 (see the module docs).
 pub const DEFAULT_BLOCK_SIZE: usize = 128;
 
-/// Panel width [`qr`] takes by default when it forms Q of a matrix with min(m, n) ≥
-/// [`WIDE_PANELS_FROM`]: forming Q is all trailing updates of K = nb, which run faster at
-/// K = 256. H100 span, two alternations, 128 / 256: Q and R 4096² 29.9–30.1 / 29.3–29.5 ms,
-/// 8192² 105.8–106.7 / 104.9–105.1 ms; the factorization alone (geqrf) gained nothing at 4096²
-/// and 8192² and lost at 2048² (9.6–9.7 / 9.9 ms), as did 1024² and 65536×256 with Q
-/// (4.13–4.15 / 4.56–4.57 ms), so smaller matrices, `geqrf` and mode R keep 128.
+/// Panel width taken by default for matrices with min(m, n) ≥ [`WIDE_PANELS_FROM`]: their
+/// trailing updates (and forming Q, all updates of K = nb) run faster at K = 256, and since the
+/// panel chain and the T merge got cheaper (sessions 13–14) the factorization alone does too.
+/// H100 span, outer panels 128 / 256 (BENCHMARKS.md, v76; two rounds): geqrf 2048² 7.57 /
+/// 7.47–7.52 ms, 4096² 18.9 / 18.4, 8192² 62.0 / 61.1; QR with Q 2048² 8.99–9.02 / 8.62;
+/// unchanged at 1024² (QR 3.79–3.80 / 3.81, geqrf 3.36 / 3.35–3.37); slower for the tall
+/// 65536×256 (QR 4.05 / 4.42, geqrf 3.35 / 3.71), whose min(m, n) keeps it at 128. Forming Q
+/// of 4096² and 8192² took 256 since session 10 (29.9–30.1 / 29.3–29.5 ms then).
 const WIDE_BLOCK_SIZE: usize = 256;
 
-/// Smallest min(m, n) for which [`qr`] forms Q with [`WIDE_BLOCK_SIZE`] panels.
-const WIDE_PANELS_FROM: usize = 4096;
+/// Smallest min(m, n) that takes [`WIDE_BLOCK_SIZE`] panels by default.
+const WIDE_PANELS_FROM: usize = 2048;
 
 /// Widest panel: outer panels are factored as inner panels of 32 columns, and `t_merge`
 /// builds the outer T from up to eight of them.
@@ -100,8 +101,7 @@ pub enum PanelAlgorithm {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QrOptions {
     /// Panel width nb (at most [`MAX_BLOCK_SIZE`]; larger values are lowered to it); `None`
-    /// picks `min(min(m, n), 128)`, or 256 where [`qr`] forms Q of a matrix with
-    /// min(m, n) ≥ 4096.
+    /// picks `min(min(m, n), 128)`, or 256 where min(m, n) ≥ 2048.
     pub block_size: Option<usize>,
     /// Panel factorization; the default picks TSQR for tall panels.
     pub panel: PanelAlgorithm,
@@ -125,8 +125,13 @@ pub(crate) struct Plan {
 impl Plan {
     pub fn new(m: usize, n: usize, batch: usize, block_size: Option<usize>) -> Self {
         let k = m.min(n);
+        let default = if k >= WIDE_PANELS_FROM {
+            WIDE_BLOCK_SIZE
+        } else {
+            DEFAULT_BLOCK_SIZE
+        };
         let nb = block_size
-            .unwrap_or(DEFAULT_BLOCK_SIZE)
+            .unwrap_or(default)
             .clamp(1, MAX_BLOCK_SIZE)
             .min(k.max(1));
         Self {
@@ -776,12 +781,6 @@ pub fn qr_with(ctx: &Context, a: &GpuMatrix, mode: QrMode, options: &QrOptions) 
         QrMode::Reduced => (k, Some(k)),
         QrMode::Complete => (m, Some(m)),
         QrMode::R => (k, None),
-    };
-    let options = &QrOptions {
-        block_size: options
-            .block_size
-            .or((q_cols.is_some() && k >= WIDE_PANELS_FROM).then_some(WIDE_BLOCK_SIZE)),
-        ..*options
     };
     let mut rec = ctx.recorder(OP);
     let (f, ws) = factor_into(&mut rec, ctx, OP, a, options, q_cols.unwrap_or(0))?;
