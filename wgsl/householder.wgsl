@@ -361,7 +361,8 @@ fn identity(
 // ~12 µs for a 256-wide T on an H100, now 3 (BENCHMARKS.md, v75). A single workgroup walking all
 // block columns took 60 µs per 128-wide T (v55), issue-bound on one SM.
 const TB: u32 = 32u;
-// Left operands: S_lj at 0, T_il at TT; right operands: T_jj at 0, Y_l at TT.
+// Left operands: a tile of S₁₂ at 0, of T₁₁ at TT; right operands: a tile of T₂₂ at 0, Y_l
+// at TT.
 const TT: u32 = 1024u;
 var<workgroup> tm_left: array<f32, 2048>;
 var<workgroup> tm_right: array<f32, 2048>;

@@ -24,9 +24,10 @@
 //! for matrices too large for one workgroup runs the same code.
 //!
 //! Block size rule: `nb = min(k, 128)` with k = min(m, n), and 256 where k ≥ 2048, unless
-//! [`QrOptions::block_size`] says otherwise. Inner panels of 32 keep the sequential part of each panel short; outer panels
-//! of 128 give the trailing-update GEMMs, which do most of the flops, a K of 128 instead of 32
-//! (measured on an H100 at 4096²: the rank-32 updates ran at 2–7 TF/s).
+//! [`QrOptions::block_size`] says otherwise. Inner panels of 32 keep the sequential part of
+//! each panel short; outer panels of 128 or 256 give the trailing-update GEMMs, which do most
+//! of the flops, a K of 128 or 256 instead of 32 (measured on an H100 at 4096²: the rank-32
+//! updates ran at 2–7 TF/s).
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
