@@ -29,9 +29,9 @@
 // registers of a workgroup of subgroups, same outputs: R stacked into the level above, the
 // block's explicit Q).
 //
-// Workgroup memory (floats): SMEM + SMQ + WG + 5·B + 1 (the gate flag), each entry point's
-// arrays sized by the host for that dispatch (see the override comments) to the adapter's
-// limit.
+// Workgroup memory (floats): SMEM + SMQ + WG + 5·B + 1 (the gate flag; tsqr_rows' fold flag
+// instead), each entry point's arrays sized by the host for that dispatch (see the override
+// comments) to the adapter's limit.
 
 override B: u32 = 16u;      // panel width
 override RB: u32 = 64u;     // most rows in a block
@@ -79,6 +79,7 @@ struct Params {
 
 const NO_GATE: u32 = 0xffffffffu;
 var<workgroup> gate_run: u32;
+var<workgroup> fold_run: u32; // tsqr_rows: fold_on, read once per workgroup
 
 // Whether this workgroup, of matrix bm, returns at once because cholqr.wgsl factored that
 // matrix's panel (uniform).
@@ -373,7 +374,7 @@ fn tsqr_rows(
     let ub = p.u_off + bm * p.s_stride;
     // The fold flag, read with U⁻¹.
     if lid == 0u {
-        gate_run = select(0u, 1u, fold_on(bm));
+        fold_run = select(0u, 1u, fold_on(bm));
     }
     for (var e = lid; e < B * B; e += WG) {
         blk[e] = sbuf[ub + e];
@@ -386,7 +387,7 @@ fn tsqr_rows(
     let qb = p.q_off + bm * p.s_stride;
     // Two loops, not one with a branch inside: with the branch inside, this launch took as long
     // as the launch that the fold saves (H100 profile 10.6 → 13.2 µs; BENCHMARKS.md, v74).
-    if gate_run != 0u {
+    if fold_run != 0u {
         // Q's rows formed from the leaf level (fold_on): the same sums, each Q entry computed.
         for (var e = wid.x * WG + lid; e < total; e += nwg.x * WG) {
             let r = B + e % below;

@@ -1,6 +1,7 @@
 // The reconstruction step of the TSQR panel (tsqr.wgsl's header gives the algorithm): from the
-// top B×B block Q₁ of the panel's explicit Q and the top R, the LU without pivoting of Q₁ − S,
-// then U⁻¹, T = −U S L₁⁻ᵀ, the reflectors Y (= L) and R_H = S R — entry `tsqr_lu`.
+// top B×B block Q₁ of the panel's explicit Q (formed here from the leaf level where tsqr.wgsl's
+// fold_on says so) and the top R, the LU without pivoting of Q₁ − S, then U⁻¹, T = −U S L₁⁻ᵀ,
+// the reflectors Y (= L) and R_H = S R — entry `tsqr_lu`.
 //
 // One invocation per entry of the B×B block (entries e, e + WG, … where the adapter allows fewer
 // than B² invocations), everything in workgroup memory, and every step in axpy form: step i of

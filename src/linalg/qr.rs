@@ -57,8 +57,9 @@ const WIDE_PANELS_FROM: usize = 2048;
 /// builds the outer T from up to eight of them.
 pub const MAX_BLOCK_SIZE: usize = 256;
 
-/// Width of the inner panels an outer panel is factored in (the TSQR kernels' column count).
-pub(crate) const INNER_BLOCK: usize = 32;
+/// Width of the inner panels an outer panel is factored in (the TSQR kernels' column count,
+/// and the blocks `t_merge` merges).
+pub(crate) const INNER_BLOCK: usize = hh::T_MERGE_BLOCK;
 
 /// What [`qr`] returns, as `torch.linalg.qr`'s `mode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -425,7 +426,7 @@ pub(crate) fn record_geqrf(
             // The outer panel's explicit V, S = VᵀV, and T from the inner blocks.
             hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
             gram(rec, ctx, plan, ws, rows, w);
-            hh::t_merge(rec, ctx, w, INNER_BLOCK, ws.s(plan), tp, plan.batch);
+            hh::t_merge(rec, ctx, w, ws.s(plan), tp, plan.batch);
         }
         if trailing > 0 {
             larfb_panel(
