@@ -669,6 +669,29 @@ fn cholqr_panels_factor_well_conditioned_panels_and_leave_the_rest_to_tsqr() {
         );
         let o = opts(PanelAlgorithm::CholeskyQr2);
         check_qr_with("scaled 2^-27", &tiny, QrMode::Reduced, &o);
+        // One panel with κ ≈ 160 that column scaling cannot undo (A = U·diag(s)·W, s from 1
+        // down to 1/100, W a random orthogonal matrix): pass 1 leaves Q₁ᵀQ₁ − I at up to
+        // κ²ε ≈ 1.5e-3, inside the check (0.5/16 per entry), so CholeskyQR2 factors the panel
+        // and pass 2 must restore orthogonality to f32's level (a pass 2 that applied only
+        // R₂'s diagonal leaves QᵀQ − I far above the bound).
+        let w = {
+            let (rv, tau) = geqr2_f64(&random(nb, nb, 1608));
+            reflector_product(&rv, &tau, 0, nb)
+        };
+        let mut us = random(m, nb, 1607);
+        for i in 0..m {
+            for j in 0..nb {
+                us[(i, j)] *= 100f64.powf(-(j as f64) / (nb - 1) as f64);
+            }
+        }
+        let graded = us.matmul(&w);
+        let (rv_g, _, _) = factor(&graded, PanelAlgorithm::CholeskyQr2);
+        let (rv_gt, _, _) = factor(&graded, PanelAlgorithm::Tsqr);
+        assert!(
+            differ(&rv_g, &rv_gt) > 0,
+            "graded: CholeskyQR2 did not factor the panels"
+        );
+        check_qr_with("graded, κ ≈ 160", &graded, QrMode::Reduced, &o);
         // Unsafe for CholeskyQR2, in one panel of nb columns (so that no later panel, safe
         // again, gets CholeskyQR2's rounding): column 1 = column 0 + 1e-5·noise (κ ≈ 10⁵, so
         // G = AᵀA is singular in f32), a zero column, a NaN.
