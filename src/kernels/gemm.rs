@@ -40,6 +40,13 @@ fn prev_power_of_two(x: usize) -> usize {
 /// Largest m of [`Gemm::record_split_left`] (its T in workgroup memory, a column per m
 /// invocations).
 pub(crate) const LEFT_MAX: usize = 32;
+/// Shallowest K slice of [`Gemm::record_split_left`]'s products (larfb's T·VᵀC at inner-panel
+/// widths, 32 × ≤ 224 × rows): two K steps, and split from K = 64 on, since there the split's
+/// reduction also applies T, a launch that the unsplit product needs anyway. H100 span, slices
+/// of at least 64 (from K = 512, as [`Gemm::splits`]) / 32 (from K = 64): QR 4096² 23.2–23.3 /
+/// 22.6–22.8 ms, 2048² 8.58–8.61 / 8.19–8.22, 1024² 3.80–3.82 / 3.55–3.58; 16 was no better
+/// (BENCHMARKS.md, v83).
+const LEFT_SPLIT_MIN_K: usize = 32;
 /// Shallowest K split at all: below it the product's own launch is short, and a split adds a
 /// reduction launch (trsm's 128×4096×128 updates were 0.2 ms slower split in two).
 const SPLIT_MIN_TOTAL_K: usize = 512;
@@ -194,6 +201,22 @@ impl<'a> Gemm<'a> {
             .min(ctx.limits().max_compute_workgroups_per_dimension as usize)
     }
 
+    /// How many slices of K [`Self::record_split_left`] computes in parallel: as
+    /// [`Self::splits`] for a product of one row of tiles, but with slices down to
+    /// [`LEFT_SPLIT_MIN_K`] deep and from K = 2·[`LEFT_SPLIT_MIN_K`] on.
+    fn splits_left(&self, ctx: &Context) -> usize {
+        if self.batch != 1 {
+            return 1;
+        }
+        let tiles = self.m.div_ceil(BM as usize) * self.n.div_ceil(BN as usize);
+        let by_binding = (ctx.max_elements() as usize / (self.m * self.n)).max(1);
+        SPLIT_TARGET_TILES
+            .div_ceil(tiles)
+            .min(self.k / LEFT_SPLIT_MIN_K)
+            .min(by_binding)
+            .min(ctx.limits().max_compute_workgroups_per_dimension as usize)
+    }
+
     /// Split-K: the slices' products into scratch (slice s at `s * m * n`, ld m), then one pass
     /// C = alpha Σ_s P_s + beta C.
     fn record_split(&self, rec: &mut Recorder, ctx: &Context, splits: usize) {
@@ -229,7 +252,7 @@ impl<'a> Gemm<'a> {
         if self.m == 0 || self.n == 0 || self.m > LEFT_MAX || self.beta != 0.0 || self.batch != 1 {
             return false;
         }
-        let splits = self.splits(ctx);
+        let splits = self.splits_left(ctx);
         if splits < 2 {
             return false;
         }
