@@ -23,7 +23,8 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// kernel. The QR's VᵀC products (32 × ≤ n × m) are the typical split; H100 GPU time with
 /// slices of at least 512/256/128/64: QR 4096² 64.2/58.2/55.0/54.0 ms, 1024² 10.2/9.2/8.5/8.1
 /// ms, 65536×256 unchanged (8.9-9.0 ms, its splits capped by SPLIT_TARGET_TILES); a target of
-/// 1024 or 2048 workgroups instead of 512 gained nothing.
+/// 1024 or 2048 workgroups instead of 512 gained nothing. (Those VᵀC products, fused with T,
+/// now split by [`LEFT_SPLIT_MIN_K`].)
 const SPLIT_MIN_K: usize = 64;
 /// K from which `gemm_large` runs with its K loop written out (`UNROLL`): faster for deep
 /// products, slower for the QR's K = 128/256 updates. H100, span, loop / written out from K ≥
