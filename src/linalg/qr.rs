@@ -81,8 +81,8 @@ pub enum PanelAlgorithm {
     /// single block), CholeskyQR2 in front of it on panels of several blocks and at most 8192
     /// rows, else one workgroup. Measured on an H100, TSQR was faster than one workgroup at every
     /// panel height, and CholeskyQR2 in front of it faster again (QR with Q 4096²: 26.5
-    /// against 28.6 ms in one call, 25.7 after v67, 24.1 after v70, 23.3 after v75;
-    /// `BENCHMARKS.md`, sessions 12 to 14).
+    /// against 28.6 ms in one call, 25.7 after v67, 24.1 after v70, 23.3 after v75, 22.8
+    /// after v83; `BENCHMARKS.md`, sessions 12 to 15).
     #[default]
     Auto,
     /// One workgroup walks the panel column by column (`geqr2`), then `larft` builds T.
