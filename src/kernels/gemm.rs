@@ -170,7 +170,19 @@ impl<'a> Gemm<'a> {
     /// runs on a handful of workgroups otherwise), with every slice at least [`SPLIT_MIN_K`]
     /// deep and the partial products within one storage binding.
     fn splits(&self, ctx: &Context) -> usize {
-        if self.batch != 1 || self.k < SPLIT_MIN_TOTAL_K {
+        self.splits_by(ctx, SPLIT_MIN_K, SPLIT_MIN_TOTAL_K)
+    }
+
+    /// How many slices of K [`Self::record_split_left`] computes in parallel: as
+    /// [`Self::splits`], with slices down to [`LEFT_SPLIT_MIN_K`] deep and from K =
+    /// 2·[`LEFT_SPLIT_MIN_K`] on.
+    fn splits_left(&self, ctx: &Context) -> usize {
+        self.splits_by(ctx, LEFT_SPLIT_MIN_K, 2 * LEFT_SPLIT_MIN_K)
+    }
+
+    /// [`Self::splits`] with slices at least `min_k` deep, and no split below K = `min_total`.
+    fn splits_by(&self, ctx: &Context, min_k: usize, min_total: usize) -> usize {
+        if self.batch != 1 || self.k < min_total {
             return 1;
         }
         let tiles = (self.m.div_ceil(BM as usize)) * (self.n.div_ceil(BN as usize));
@@ -191,29 +203,13 @@ impl<'a> Gemm<'a> {
         if large_tiles > 0 && large_tiles <= LARGE_MIN_TILES {
             let s = prev_power_of_two(2 * LARGE_MIN_TILES / large_tiles);
             let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
-            if s > 1 && self.k / s >= SPLIT_MIN_K && s <= by_binding && s <= max_z {
+            if s > 1 && self.k / s >= min_k && s <= by_binding && s <= max_z {
                 return s;
             }
         }
         SPLIT_TARGET_TILES
             .div_ceil(tiles)
-            .min(self.k / SPLIT_MIN_K)
-            .min(by_binding)
-            .min(ctx.limits().max_compute_workgroups_per_dimension as usize)
-    }
-
-    /// How many slices of K [`Self::record_split_left`] computes in parallel: as
-    /// [`Self::splits`] for a product of one row of tiles, but with slices down to
-    /// [`LEFT_SPLIT_MIN_K`] deep and from K = 2·[`LEFT_SPLIT_MIN_K`] on.
-    fn splits_left(&self, ctx: &Context) -> usize {
-        if self.batch != 1 {
-            return 1;
-        }
-        let tiles = self.m.div_ceil(BM as usize) * self.n.div_ceil(BN as usize);
-        let by_binding = (ctx.max_elements() as usize / (self.m * self.n)).max(1);
-        SPLIT_TARGET_TILES
-            .div_ceil(tiles)
-            .min(self.k / LEFT_SPLIT_MIN_K)
+            .min(self.k / min_k)
             .min(by_binding)
             .min(ctx.limits().max_compute_workgroups_per_dimension as usize)
     }
