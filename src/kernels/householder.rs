@@ -306,9 +306,9 @@ pub(crate) fn identity(
 pub(crate) const T_MERGE_BLOCK: usize = 32;
 
 /// Completes the T (k×k, ld `t.ld`) of an outer panel of `k` columns whose inner panels of
-/// [`T_MERGE_BLOCK`] columns already have their T blocks on the diagonal, from S = VᵀV of the outer panel
-/// (`s`): the off-diagonal blocks by the compact-WY product rule, zeros below the diagonal
-/// blocks. Recursive doubling: one launch per level (pairs of 32-, 64-, 128-column blocks
+/// [`T_MERGE_BLOCK`] columns already have their T blocks on the diagonal, from S = VᵀV of the
+/// outer panel (`s`): the off-diagonal blocks by the compact-WY product rule, zeros below the
+/// diagonal blocks. Recursive doubling: one launch per level (pairs of 32-, 64-, 128-column blocks
 /// merged; 3 launches for k = 256), one workgroup per 32×32 tile of each pair's new block.
 pub(crate) fn t_merge(rec: &mut Recorder, ctx: &Context, k: usize, s: Mats, t: Mats, batch: usize) {
     let mut bs = T_MERGE_BLOCK;
