@@ -70,7 +70,7 @@ struct Params {
     u_off: u32,      // lu: U⁻¹ out; rows: U⁻¹ in (scratch)
     gate: u32,       // factor/apply: NO_GATE, or the element of sbuf (per matrix, s_stride
                      // apart) whose 0.0 means return at once (cholqr.wgsl factored the panel)
-    fold_q: u32,     // lu/rows: NO_GATE, or the leaf level's block Q (ld q_ld), whose product
+    fold_q: u32,     // lu/rows: NO_FOLD, or the leaf level's block Q (ld q_ld), whose product
                      // with fold_p (ld fold_ld) is the panel's explicit Q where the gate is
                      // set (the leaf level's tsqr_apply folded into lu and rows; see fold_on)
     fold_p: u32,
@@ -78,6 +78,7 @@ struct Params {
 }
 
 const NO_GATE: u32 = 0xffffffffu;
+const NO_FOLD: u32 = 0xffffffffu;
 var<workgroup> gate_run: u32;
 var<workgroup> fold_run: u32; // tsqr_rows: fold_on, read once per workgroup
 
@@ -345,7 +346,7 @@ fn tsqr_apply(
 // and lu and rows form the rows of Q they need from the leaf blocks' Q and the level above's
 // explicit Q themselves, exactly as tsqr_apply would (same fma chain, so bit for bit).
 fn fold_on(bm: u32) -> bool {
-    return p.fold_q != NO_GATE && sbuf[p.gate + bm * p.s_stride] != 0.0;
+    return p.fold_q != NO_FOLD && sbuf[p.gate + bm * p.s_stride] != 0.0;
 }
 
 // Entry (r, c) of the panel's explicit Q from the leaf level (see fold_on): row r of its block

@@ -62,6 +62,10 @@ struct Params {
 /// `Params::gate` of launches that always run.
 const NO_GATE: u32 = u32::MAX;
 
+/// `Params::fold_q` of panels without CholeskyQR2 in front, whose leaf level is never folded
+/// (the WGSL's NO_FOLD, in tsqr.wgsl and tsqr_lu.wgsl).
+const NO_FOLD: u32 = u32::MAX;
+
 /// The kernels specialised for panels of `b` columns cut into blocks of at most `rb` rows:
 /// where the adapter's subgroups have a fixed size, blocks factored in registers by `qr_tall`
 /// (`wgsl/batched_qr_tall.wgsl`); by the portable `tsqr_factor` (`wg` invocations) otherwise.
@@ -364,7 +368,7 @@ pub(crate) fn record_panel(
         batch: batch as u32,
         s_stride: stride as u32,
         gate: gate.map_or(NO_GATE, |g| g as u32),
-        fold_q: NO_GATE,
+        fold_q: NO_FOLD,
         ..Default::default()
     };
     // Behind CholeskyQR2 the leaf level's expansion is folded into the reconstruction (the
