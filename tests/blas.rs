@@ -362,29 +362,7 @@ fn gemm_deep_k_every_transpose() {
     let mut seed = 900;
     for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
         seed += 1;
-        let mut rng = Rng::new(seed);
-        let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
-        let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
-        let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
-        let mut entries: Vec<(usize, usize)> = Vec::new();
-        entries.extend((m - 5..m).flat_map(|i| (0..n).map(move |j| (i, j))));
-        entries.extend((n - 3..n).flat_map(|j| (0..m).map(move |i| (i, j))));
-        entries.extend((0..3000).map(|_| {
-            let i = (rng.next_u64() % m as u64) as usize;
-            let j = (rng.next_u64() % n as u64) as usize;
-            (i, j)
-        }));
-        let what = format!("gemm {m}×{n}×{k} ta={ta} tb={tb}");
-        for (i, j) in entries {
-            let (mut dot, mut bound) = (0.0f64, 0.0f64);
-            for l in 0..k {
-                let x = opa(i, l) * opb(l, j);
-                dot += x;
-                bound += x.abs();
-            }
-            let (g, old) = (got[i + j * m], c0[i + j * m]);
-            assert_gemm_entry(&what, k, i, j, g, dot, bound, old);
-        }
+        check_sampled_entries(m, n, k, ta, tb, seed);
     }
     // The written-out loop is what this test is for: were the host's threshold moved above this
     // K, the products above would run the loop and the test would check nothing new.
@@ -400,4 +378,42 @@ fn gemm_deep_k_every_transpose() {
             .map(|c| (c.entry, &c.constants))
             .collect::<Vec<_>>()
     );
+}
+
+/// Checks C = 0.5·op(A)·op(B) − 2·C (seeded) against f64 on every entry of the last five rows
+/// and last three columns (the ragged tiles) and on 3000 seeded entries elsewhere.
+fn check_sampled_entries(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
+    let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
+    let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    entries.extend((m - 5..m).flat_map(|i| (0..n).map(move |j| (i, j))));
+    entries.extend((n - 3..n).flat_map(|j| (0..m).map(move |i| (i, j))));
+    entries.extend((0..3000).map(|_| {
+        let i = (rng.next_u64() % m as u64) as usize;
+        let j = (rng.next_u64() % n as u64) as usize;
+        (i, j)
+    }));
+    let what = format!("gemm {m}×{n}×{k} ta={ta} tb={tb}");
+    for (i, j) in entries {
+        let (mut dot, mut bound) = (0.0f64, 0.0f64);
+        for l in 0..k {
+            let x = opa(i, l) * opb(l, j);
+            dot += x;
+            bound += x.abs();
+        }
+        let (g, old) = (got[i + j * m], c0[i + j * m]);
+        assert_gemm_entry(&what, k, i, j, g, dot, bound, old);
+    }
+}
+
+/// A product split along K into slices that are split again while they stay at least 512 deep
+/// (the large kernel's split of the 8192² QR's VᵀC products): 1024×1024 has 64 whole 128×128
+/// tiles, so K = 4096 goes to 8 slices of 512 (4 before that rule), each transpose of A.
+#[test]
+fn gemm_split_k_deep_slices() {
+    for (seed, ta) in [(950, true), (951, false)] {
+        check_sampled_entries(1024, 1024, 4096, ta, false, seed);
+    }
 }

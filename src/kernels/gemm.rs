@@ -26,6 +26,20 @@ const SPLIT_TARGET_TILES: usize = 512;
 /// 1024 or 2048 workgroups instead of 512 gained nothing. (Those VᵀC products, fused with T,
 /// now split by [`LEFT_SPLIT_MIN_K`].)
 const SPLIT_MIN_K: usize = 64;
+/// Slices of a product split for the large kernel (see [`Gemm::splits`]) are halved again
+/// while they stay at least this deep and the workgroups at most
+/// [`SPLIT_MAX_LARGE_WORKGROUPS`]: about two per SM is enough to fill an H100 but not to
+/// keep it busy on a few very deep slices. The 8192² QR's trailing and sorgqr VᵀC products
+/// (256 × n × K) of its first 17 panels went from 2 slices of 2176–4096 to 8 of 512–1024
+/// (4096²: the first panel's, 4 of 1024 to 8 of 512). H100 span, QR
+/// with Q 8192² 90.8–90.9 / 86.7 ms, geqrf 8192² 60.6 / 58.4; 1024², 2048², 4096², 8192×256,
+/// 65536×256, lstsq 4096×256 and trsm 4096² unchanged (±0.05 ms). Slices of 256 / 768 /
+/// 1024 / 2048: 86.6 / 87.2 / 87.9 / 90.6 ms; at most 512 workgroups: 88.0 (BENCHMARKS.md,
+/// v84).
+const DEEP_SLICE_K: usize = 512;
+/// At most this many workgroups for the split of [`DEEP_SLICE_K`] (v84: 2048 gave the same
+/// times, with twice the scratch).
+const SPLIT_MAX_LARGE_WORKGROUPS: usize = 1024;
 /// K from which `gemm_large` runs with its K loop written out (`UNROLL`): faster for deep
 /// products, slower for the QR's K = 128/256 updates. H100, span, loop / written out from K ≥
 /// 512 / 1024 / 2048: C += A·Bᵀ 4096² 3.739 / 3.563 / 3.562 / 3.569 ms, 8192² 29.5 / 27.9 /
@@ -198,11 +212,18 @@ impl<'a> Gemm<'a> {
         // 64×64 kernel at 15–22 TF/s in 4–6 slices before. H100 GPU time, QR 4096² / 8192² /
         // 65536×256: 37.1 / 130.8 / 4.74 ms before, 35.3 / 118.7 / 4.73 with the smallest power
         // of two reaching LARGE_MIN_TILES, 36.1 / 118.5 / 4.64 with the smallest reaching twice
-        // that, 35.5 / 119.4 / 4.65 with this rule (BENCHMARKS.md v36, v37).
+        // that, 35.5 / 119.4 / 4.65 with this rule (BENCHMARKS.md v36, v37). Slices then
+        // halve again while they stay DEEP_SLICE_K deep (v84).
         let large_tiles = (self.m / LARGE as usize) * (self.n / LARGE as usize);
         if large_tiles > 0 && large_tiles <= LARGE_MIN_TILES {
-            let s = prev_power_of_two(2 * LARGE_MIN_TILES / large_tiles);
+            let mut s = prev_power_of_two(2 * LARGE_MIN_TILES / large_tiles);
             let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
+            while self.k / (2 * s) >= DEEP_SLICE_K
+                && 2 * s * large_tiles <= SPLIT_MAX_LARGE_WORKGROUPS
+                && 2 * s <= by_binding.min(max_z)
+            {
+                s *= 2;
+            }
             if s > 1 && self.k / s >= min_k && s <= by_binding && s <= max_z {
                 return s;
             }
