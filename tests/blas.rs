@@ -349,13 +349,14 @@ fn compiled_kernels_lists_the_specializations_built() {
     );
 }
 
-/// A product deep enough for `gemm_large`'s written-out K loop (K ≥ 2048, the host's
-/// `DEEP_MIN_K`, which the test asserts through `Context::compiled_kernels`; 16·8 = 128 whole
-/// 128×128 tiles), ragged in M, N and K (a last K tile of one), every transpose, over a random
-/// C. Checked on every entry of the last five rows and last three columns (the ragged tiles)
-/// and on 3000 seeded entries elsewhere: a full f64 reference is 4·10⁹ products per case,
-/// minutes on the CI machine, and a kernel fault here (a wrong kk, a dropped tile) is not
-/// confined to single entries.
+/// A product deep enough for `gemm_large`'s written-out K loop with every transpose (K ≥ 2048,
+/// the host's `DEEP_MIN_K_TN`, and 512 for the other transposes: the test asserts the
+/// specialization through `Context::compiled_kernels`; 16·8 = 128 whole 128×128 tiles), ragged
+/// in M, N and K (a last K tile of one), every transpose, over a random C. Checked on every
+/// entry of the last five rows and last three columns (the ragged tiles) and on 3000 seeded
+/// entries elsewhere: a full f64 reference is 4·10⁹ products per case, minutes on the CI
+/// machine, and a kernel fault here (a wrong kk, a dropped tile) is not confined to single
+/// entries.
 #[test]
 fn gemm_deep_k_every_transpose() {
     let (m, n, k) = (2053, 1027, 2049);

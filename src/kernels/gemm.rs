@@ -45,8 +45,15 @@ const SPLIT_MAX_LARGE_WORKGROUPS: usize = 1024;
 /// 512 / 1024 / 2048: C += A·Bᵀ 4096² 3.739 / 3.563 / 3.562 / 3.569 ms, 8192² 29.5 / 27.9 /
 /// 27.9 / 27.9; A·B 4096² 3.95 / 3.75; trsm 4096²×4096 3.90 / 3.80 / 3.87 / 3.87; QR 4096²
 /// 29.2 / 29.4 / 29.2 / 29.1, 8192² 104.0-104.2 / 104.7 / 104.4-104.5 / 104.4 (BENCHMARKS.md,
-/// v57).
-const DEEP_MIN_K: usize = 2048;
+/// v57). Session 16 (v86): from K ≥ 512 for every product but Aᵀ·B, which keeps 2048: trsm
+/// 4096²×4096 in place 3.850–3.876 → 3.777–3.779 ms, the QR (its K = 256 updates below
+/// either), the 4096² GEMMs and lstsq 4096×256 unchanged.
+const DEEP_MIN_K: usize = 512;
+/// [`DEEP_MIN_K`] for Aᵀ·B, the QR's split VᵀC slices (512–1024 deep at 8192²): written out
+/// from K ≥ 512 (or 1024, 256, 64) they made the QR slower, 8192² 86.4 → 88.0 ms and 4096² 22.8
+/// → 23.0–23.1 (v85), although a probe of the kernel alone had timed the written-out TN
+/// product 10% faster at K = 512.
+const DEEP_MIN_K_TN: usize = 2048;
 /// The largest power of two ≤ x (x ≥ 1).
 fn prev_power_of_two(x: usize) -> usize {
     1 << (usize::BITS - 1 - x.leading_zeros())
@@ -404,6 +411,15 @@ impl<'a> Gemm<'a> {
         large_tiles * self.batch >= LARGE_MIN_TILES
     }
 
+    /// K from which the large kernel runs its K loop written out.
+    fn deep_min_k(&self) -> usize {
+        if self.trans_a && !self.trans_b {
+            DEEP_MIN_K_TN
+        } else {
+            DEEP_MIN_K
+        }
+    }
+
     fn record_direct(&self, rec: &mut Recorder, ctx: &Context) {
         self.record_direct_with(rec, ctx, None);
     }
@@ -415,7 +431,10 @@ impl<'a> Gemm<'a> {
         let mut constants = vec![
             ("TRANS_A", self.trans_a as u32 as f64),
             ("TRANS_B", self.trans_b as u32 as f64),
-            ("UNROLL", (large && self.k >= DEEP_MIN_K) as u32 as f64),
+            (
+                "UNROLL",
+                (large && self.k >= self.deep_min_k()) as u32 as f64,
+            ),
         ];
         if gram.is_some() {
             constants.push(("GRAM", 1.0));
