@@ -164,6 +164,59 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     }
 }
 
+/// Trailing updates of at least 2048 columns form VᵀC from an explicit Vᵀ (`VT_MIN_COLS`):
+/// the first panel of a 260×2300 matrix (2172 columns after a panel of 128, 2100 after one of
+/// 200 built from seven inner blocks); the later panels take V transposed.
+#[test]
+fn qr_of_a_wide_matrix_whose_first_update_uses_vt() {
+    let a = random(260, 2300, 150);
+    for nb in [None, Some(200)] {
+        let opts = QrOptions {
+            block_size: nb,
+            ..Default::default()
+        };
+        check_qr_with("260×2300", &a, QrMode::Reduced, &opts);
+    }
+}
+
+/// Forming a complete Q whose first panel updates at least 2048 columns takes VᵀC from an
+/// explicit Vᵀ too (sorgqr, `VT_MIN_COLS`): Q of a 2100×40 matrix, 2100 columns, its one panel
+/// of 40 merged from two inner blocks. A full QᵀQ in f64 is 9·10⁹ products in an unoptimized
+/// test, so orthogonality is checked on the panel's columns, the next eight and every 97th.
+#[test]
+fn complete_q_of_a_tall_matrix_uses_vt() {
+    let ctx = ctx();
+    let (m, n) = (2100, 40);
+    let a = random(m, n, 160);
+    let res = qr_with(ctx, &upload(&a), QrMode::Complete, &QrOptions::default()).unwrap();
+    let q = download(&res.q.unwrap());
+    let r = download(&res.r);
+    assert_eq!((q.rows, q.cols, r.rows, r.cols), (m, m, m, n));
+    let recon = q.cols_range(0, n).matmul(&r.rows_range(0, n)).sub(&a).fro() / a.fro();
+    let cols: Vec<usize> = (0..n + 8).chain((n + 8..m).step_by(97)).collect();
+    let mut qs = Mat::zeros(m, cols.len());
+    for (c, &j) in cols.iter().enumerate() {
+        for i in 0..m {
+            qs[(i, c)] = q[(i, j)];
+        }
+    }
+    let orth = qs.t().matmul(&qs).sub(&Mat::identity(cols.len())).max_abs();
+    // Householder QR's backward error and loss of orthogonality grow like m·ε at worst (in
+    // practice √m·ε, ~5e-6 here); a wrong or missing reflector in the update gives O(1).
+    let tol = m as f64 * EPS;
+    assert!(recon <= tol, "‖QR−A‖/‖A‖ = {recon:e} > {tol:e}");
+    assert!(
+        orth <= tol,
+        "max|QᵀQ−I| on sampled columns = {orth:e} > {tol:e}"
+    );
+    // R below its first n rows is zero.
+    assert_eq!(
+        r.rows_range(n, m).max_abs(),
+        0.0,
+        "R below row {n} is not zero"
+    );
+}
+
 #[test]
 fn qr_complete_and_r_modes() {
     for (s, &(m, n)) in [(7, 3), (3, 7), (65, 33), (40, 40)].iter().enumerate() {

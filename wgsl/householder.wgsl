@@ -264,6 +264,52 @@ fn extract_v(
     aux[p.aux_offset + b * p.aux_stride + i + c * p.aux_ld] = v;
 }
 
+// Vᵀ (k × (m-j0) per matrix, ld aux_ld): the transpose of extract_v's V, so that larfb's VᵀC
+// is a product without a transposed operand. One workgroup per 32×32 tile, staged through
+// workgroup memory so that both the reads (down a column of A) and the writes (down a column
+// of Vᵀ) are contiguous.
+const VT_TILE: u32 = 32u;
+var<workgroup> vt_tile: array<f32, 1056>; // 32 × 33: a padded row per column of V
+
+@compute @workgroup_size(WG)
+fn extract_vt(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    let rows = p.m - p.j0;
+    let row_tiles = (rows + VT_TILE - 1u) / VT_TILE;
+    let per = row_tiles * ((p.k + VT_TILE - 1u) / VT_TILE);
+    if g >= per * p.batch {
+        return;
+    }
+    let b = g / per;
+    let t = g % per;
+    let i0 = (t % row_tiles) * VT_TILE;
+    let c0 = (t / row_tiles) * VT_TILE;
+    for (var e = lid; e < VT_TILE * VT_TILE; e += WG) {
+        let i = i0 + e % VT_TILE;
+        let c = c0 + e / VT_TILE;
+        var v = 0.0;
+        if i == c {
+            v = 1.0;
+        } else if i > c && i < rows && c < p.k {
+            v = a[p.offset + b * p.stride + (p.j0 + i) + (p.j0 + c) * p.ld];
+        }
+        vt_tile[(e / VT_TILE) * (VT_TILE + 1u) + e % VT_TILE] = v;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < VT_TILE * VT_TILE; e += WG) {
+        let c = c0 + e % VT_TILE;
+        let i = i0 + e / VT_TILE;
+        if i < rows && c < p.k {
+            aux[p.aux_offset + b * p.aux_stride + c + i * p.aux_ld] =
+                vt_tile[(e % VT_TILE) * (VT_TILE + 1u) + e / VT_TILE];
+        }
+    }
+}
+
 // T from S = VᵀV (in aux, k×k, ld aux_ld) and tau[tau_offset ..] (LAPACK slarft, forward,
 // columnwise): T[i,i] = tau_i, T[0:i, i] = -tau_i · T[0:i, 0:i] · S[0:i, i]. T is written to `a`
 // (bound to the T buffer), zeros below the diagonal. One workgroup per matrix.

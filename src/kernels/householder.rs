@@ -211,6 +211,44 @@ pub(crate) fn extract_v(
     );
 }
 
+/// Writes Vᵀ of the reflectors of columns `j0 .. j0+k` (the transpose of [`extract_v`]'s V,
+/// k × (m-j0) per matrix) into `vt`, whose `ld` must be at least k.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn extract_vt(
+    rec: &mut Recorder,
+    ctx: &Context,
+    m: usize,
+    j0: usize,
+    k: usize,
+    a: Mats,
+    vt: Mats,
+    batch: usize,
+) {
+    debug_assert!(vt.ld >= k);
+    let params = Params {
+        m: m as u32,
+        j0: j0 as u32,
+        k: k as u32,
+        ld: a.ld as u32,
+        offset: a.offset as u32,
+        stride: a.stride as u32,
+        batch: batch as u32,
+        aux_ld: vt.ld as u32,
+        aux_offset: vt.offset as u32,
+        aux_stride: vt.stride as u32,
+        ..Default::default()
+    };
+    let tiles = (m - j0).div_ceil(32) * k.div_ceil(32) * batch;
+    dispatch(
+        rec,
+        ctx,
+        "extract_vt",
+        &params,
+        [a.buffer, vt.buffer, vt.buffer],
+        tiles as u32,
+    );
+}
+
 /// T (k×k) of each batch member from S = VᵀV and `tau[tau.offset + b*tau.stride + i]`.
 pub(crate) fn larft(
     rec: &mut Recorder,

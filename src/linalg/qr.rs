@@ -31,7 +31,7 @@
 
 use crate::context::{Context, Recorder};
 use crate::error::{Error, Result, Shape};
-use crate::kernels::gemm::{Gemm, GramOut, GRAM_TILE_ROWS};
+use crate::kernels::gemm::{Gemm, GramOut, GRAM_TILE_ROWS, LEFT_MAX};
 use crate::kernels::householder::{self as hh, Mats};
 use crate::kernels::tsqr;
 use crate::linalg::non_empty;
@@ -200,6 +200,17 @@ impl Plan {
     }
 }
 
+/// Narrowest C for which larfb forms Vᵀ explicitly (`extract_vt`) to compute VᵀC as a
+/// product of untransposed operands: in `gemm_large` an Aᵀ·B product has both tiles stored down
+/// K, both XOR-swizzled, and ran at ~27 TF/s where the QR's A·B updates of the same flops ran
+/// at ~30 (BENCHMARKS.md, v87). The transpose costs a launch and a pass over V, which narrower
+/// products do not win back. H100 span, without / with Vᵀ for every outer panel: QR with Q
+/// 8192² 86.6–86.7 / 85.4–85.5 ms, 4096² 22.8–22.9 / 22.7–22.9; but 1024² 3.56–3.58 /
+/// 3.66–3.67 and 65536×256 4.05–4.07 / 4.16. From C widths of 1024 / 2048 / 4096 (another
+/// call): 8192² 85.3 / 85.1 / 85.3 ms (86.4 without), 1024² 3.59 / 3.55 / 3.54–3.55 (3.54),
+/// 65536×256, 4096² and lstsq 4096×256 unchanged.
+const VT_MIN_COLS: usize = 2048;
+
 /// Workspace for V, S and the two GEMM intermediates, sized for C operands of up to `wcols`
 /// columns, reused by every panel (wgpu orders the dispatches that share a buffer). Four buffers,
 /// because a GEMM's output may not share a buffer with its inputs.
@@ -208,6 +219,9 @@ pub(crate) struct Workspace {
     s: wgpu::Buffer,
     w1: wgpu::Buffer,
     w2: wgpu::Buffer,
+    /// Vᵀ of the outer panel (nb × m), for a single matrix whose panels are wider than
+    /// [`LEFT_MAX`]: larfb's VᵀC is then a product of untransposed operands.
+    vt: Option<wgpu::Buffer>,
     wcols: usize,
     /// TSQR scratch and its elements per matrix (none when no panel uses TSQR).
     tsqr: Option<(wgpu::Buffer, usize)>,
@@ -236,6 +250,11 @@ impl Workspace {
             s: make("metalcore qr s", nb * nb)?,
             w1: make("metalcore qr w1", nb * wcols as u64)?,
             w2: make("metalcore qr w2", nb * wcols as u64)?,
+            vt: if plan.batch == 1 && plan.nb > LEFT_MAX && wcols >= VT_MIN_COLS {
+                Some(make("metalcore qr vt", plan.m as u64 * nb)?)
+            } else {
+                None
+            },
             wcols,
             tsqr,
         })
@@ -244,6 +263,32 @@ impl Workspace {
     fn v(&self, plan: &Plan, rows: usize) -> Mats<'_> {
         Mats::new(&self.v, 0, rows, plan.m * plan.nb)
     }
+    /// Extracts the explicit V of the outer panel at `j0` (width `w`) into the workspace, and
+    /// Vᵀ too where the workspace has room for it, the panel is wider than [`LEFT_MAX`] and the
+    /// C it will update has at least [`VT_MIN_COLS`] columns (`cols`); returns Vᵀ for
+    /// [`larfb_panel`].
+    #[allow(clippy::too_many_arguments)]
+    fn extract(
+        &self,
+        rec: &mut Recorder,
+        ctx: &Context,
+        plan: &Plan,
+        a: Mats,
+        j0: usize,
+        w: usize,
+        cols: usize,
+    ) -> Option<Mats<'_>> {
+        let rows = plan.m - j0;
+        hh::extract_v(rec, ctx, plan.m, j0, w, a, self.v(plan, rows), plan.batch);
+        let buffer = self
+            .vt
+            .as_ref()
+            .filter(|_| w > LEFT_MAX && cols >= VT_MIN_COLS)?;
+        let vt = Mats::new(buffer, 0, w, plan.m * plan.nb);
+        hh::extract_vt(rec, ctx, plan.m, j0, w, a, vt, plan.batch);
+        Some(vt)
+    }
+
     fn s(&self, plan: &Plan) -> Mats<'_> {
         Mats::new(&self.s, 0, plan.nb, plan.nb * plan.nb)
     }
@@ -292,7 +337,8 @@ fn gemm(
 /// C ← (I - V op(T) Vᵀ) C, where op(T) = Tᵀ when `trans` (applying Hᵀ) and T otherwise.
 /// V must already be in the workspace. With `gram` (rows counted from j0), the product that
 /// updates C's first columns also writes their partial Grams where it can; returns how many
-/// it wrote (one per 64 rows), or `None`.
+/// it wrote (one per 64 rows), or `None`. With `vt` (Vᵀ, from [`Workspace::extract`]), VᵀC is
+/// formed from it instead of from V transposed.
 #[allow(clippy::too_many_arguments)]
 fn larfb_panel(
     rec: &mut Recorder,
@@ -301,6 +347,7 @@ fn larfb_panel(
     ws: &Workspace,
     j0: usize,
     w: usize,
+    vt: Option<Mats>,
     t: Mats,
     trans: bool,
     c: Mats,
@@ -321,19 +368,20 @@ fn larfb_panel(
         // W2 = op(T)·VᵀC: in the reduction of a split VᵀC where it is one (a single matrix,
         // w ≤ 32), else VᵀC into W1 and a second product.
         let (w1, w2) = (ws.w1(plan), ws.w2(plan));
+        let (vta, vta_trans) = vt.map_or((v, true), |vt| (vt, false));
         let vtc = Gemm::new(
             w,
             cols,
             rows,
             1.0,
-            v.view(),
-            true,
+            vta.view(),
+            vta_trans,
             cc.view(),
             false,
             0.0,
             w1.view(),
         )
-        .batched(plan.batch, [v.stride, cc.stride, w1.stride]);
+        .batched(plan.batch, [vta.stride, cc.stride, w1.stride]);
         let fused = Gemm {
             c: w2.view(),
             ..vtc
@@ -419,12 +467,13 @@ pub(crate) fn record_geqrf(
                     })
                 });
                 let c = a.at(0, ji + wi);
-                grams = larfb_panel(rec, ctx, plan, ws, ji, wi, ti, true, c, rest, next);
+                grams = larfb_panel(rec, ctx, plan, ws, ji, wi, None, ti, true, c, rest, next);
             }
         }
+        let mut vt = None;
         if inner.len() > 1 {
-            // The outer panel's explicit V, S = VᵀV, and T from the inner blocks.
-            hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+            // The outer panel's explicit V (and Vᵀ), S = VᵀV, and T from the inner blocks.
+            vt = ws.extract(rec, ctx, plan, a, j0, w, trailing);
             gram(rec, ctx, plan, ws, rows, w);
             hh::t_merge(rec, ctx, w, ws.s(plan), tp, plan.batch);
         }
@@ -436,6 +485,7 @@ pub(crate) fn record_geqrf(
                 ws,
                 j0,
                 w,
+                vt,
                 tp,
                 true,
                 a.at(0, j0 + w),
@@ -520,10 +570,9 @@ pub(crate) fn record_apply_q(
 ) {
     let panels: Vec<(usize, (usize, usize))> = plan.panel_iter().into_iter().enumerate().collect();
     let mut apply = |p: usize, j0: usize, w: usize| {
-        let rows = plan.m - j0;
-        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+        let vt = ws.extract(rec, ctx, plan, a, j0, w, nc);
         let tp = t_block(t, plan, p);
-        larfb_panel(rec, ctx, plan, ws, j0, w, tp, trans, c, nc, None);
+        larfb_panel(rec, ctx, plan, ws, j0, w, vt, tp, trans, c, nc, None);
     };
     if trans {
         for &(p, (j0, w)) in &panels {
@@ -554,8 +603,7 @@ pub(crate) fn record_orgqr(
         if j0 >= qcols {
             continue;
         }
-        let rows = plan.m - j0;
-        hh::extract_v(rec, ctx, plan.m, j0, w, a, ws.v(plan, rows), plan.batch);
+        let vt = ws.extract(rec, ctx, plan, a, j0, w, qcols - j0);
         larfb_panel(
             rec,
             ctx,
@@ -563,6 +611,7 @@ pub(crate) fn record_orgqr(
             ws,
             j0,
             w,
+            vt,
             t_block(t, plan, p),
             false,
             q.at(0, j0),
