@@ -174,6 +174,24 @@ pub(crate) fn panel(
     }
 }
 
+/// Parameters of [`extract_v`] and [`extract_vt`]: the reflectors of columns `j0 .. j0+k` of
+/// the m-row matrices in `a`, written to `out`.
+fn extract_params(m: usize, j0: usize, k: usize, a: Mats, out: Mats, batch: usize) -> Params {
+    Params {
+        m: m as u32,
+        j0: j0 as u32,
+        k: k as u32,
+        ld: a.ld as u32,
+        offset: a.offset as u32,
+        stride: a.stride as u32,
+        batch: batch as u32,
+        aux_ld: out.ld as u32,
+        aux_offset: out.offset as u32,
+        aux_stride: out.stride as u32,
+        ..Default::default()
+    }
+}
+
 /// Writes the reflectors of columns `j0 .. j0+k` as explicit (m-j0)×k matrices V (unit diagonal,
 /// zeros above) into `v`.
 #[allow(clippy::too_many_arguments)]
@@ -187,19 +205,7 @@ pub(crate) fn extract_v(
     v: Mats,
     batch: usize,
 ) {
-    let params = Params {
-        m: m as u32,
-        j0: j0 as u32,
-        k: k as u32,
-        ld: a.ld as u32,
-        offset: a.offset as u32,
-        stride: a.stride as u32,
-        batch: batch as u32,
-        aux_ld: v.ld as u32,
-        aux_offset: v.offset as u32,
-        aux_stride: v.stride as u32,
-        ..Default::default()
-    };
+    let params = extract_params(m, j0, k, a, v, batch);
     let groups = elementwise_groups(ctx, (m - j0) * k * batch);
     dispatch(
         rec,
@@ -225,19 +231,7 @@ pub(crate) fn extract_vt(
     batch: usize,
 ) {
     debug_assert!(vt.ld >= k);
-    let params = Params {
-        m: m as u32,
-        j0: j0 as u32,
-        k: k as u32,
-        ld: a.ld as u32,
-        offset: a.offset as u32,
-        stride: a.stride as u32,
-        batch: batch as u32,
-        aux_ld: vt.ld as u32,
-        aux_offset: vt.offset as u32,
-        aux_stride: vt.stride as u32,
-        ..Default::default()
-    };
+    let params = extract_params(m, j0, k, a, vt, batch);
     let tiles = (m - j0).div_ceil(32) * k.div_ceil(32) * batch;
     dispatch(
         rec,
