@@ -73,6 +73,20 @@ struct Params {
 }
 
 impl Params {
+    /// The fields of an operation on columns `j0 .. j0+k` of the m-row matrices in `a`.
+    fn columns(m: usize, j0: usize, k: usize, a: Mats, batch: usize) -> Self {
+        Self {
+            m: m as u32,
+            j0: j0 as u32,
+            k: k as u32,
+            ld: a.ld as u32,
+            offset: a.offset as u32,
+            stride: a.stride as u32,
+            batch: batch as u32,
+            ..Default::default()
+        }
+    }
+
     /// The fields of a T build from S (`larft`, `t_merge`): k, the batch, S in `aux` and T.
     fn t_from_s(k: usize, batch: usize, s: &Mats, t: &Mats) -> Self {
         Self {
@@ -145,17 +159,10 @@ pub(crate) fn panel(
     batch: usize,
 ) {
     let params = Params {
-        m: m as u32,
-        j0: j0 as u32,
-        k: k as u32,
         ncols: ncols as u32,
-        ld: a.ld as u32,
-        offset: a.offset as u32,
-        stride: a.stride as u32,
-        batch: batch as u32,
         tau_offset: tau.offset as u32,
         tau_stride: tau.stride as u32,
-        ..Default::default()
+        ..Params::columns(m, j0, k, a, batch)
     };
     let buffers = [a.buffer, tau.buffer, tau.buffer];
     if ctx.subgroups_usable(ctx.workgroup_1d()) {
@@ -178,17 +185,10 @@ pub(crate) fn panel(
 /// the m-row matrices in `a`, written to `out`.
 fn extract_params(m: usize, j0: usize, k: usize, a: Mats, out: Mats, batch: usize) -> Params {
     Params {
-        m: m as u32,
-        j0: j0 as u32,
-        k: k as u32,
-        ld: a.ld as u32,
-        offset: a.offset as u32,
-        stride: a.stride as u32,
-        batch: batch as u32,
         aux_ld: out.ld as u32,
         aux_offset: out.offset as u32,
         aux_stride: out.stride as u32,
-        ..Default::default()
+        ..Params::columns(m, j0, k, a, batch)
     }
 }
 
@@ -282,17 +282,12 @@ pub(crate) fn extract_r(
     batch: usize,
 ) {
     let params = Params {
-        m: m as u32,
-        ld: a.ld as u32,
-        offset: a.offset as u32,
-        stride: a.stride as u32,
-        batch: batch as u32,
         aux_ld: out.ld as u32,
         aux_offset: out.offset as u32,
         aux_stride: out.stride as u32,
         rows_out: rows_out as u32,
         cols_out: cols_out as u32,
-        ..Default::default()
+        ..Params::columns(m, 0, 0, a, batch)
     };
     let groups = elementwise_groups(ctx, rows_out * cols_out * batch);
     dispatch(
