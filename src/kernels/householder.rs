@@ -181,19 +181,9 @@ pub(crate) fn panel(
     }
 }
 
-/// Parameters of [`extract_v`] and [`extract_vt`]: the reflectors of columns `j0 .. j0+k` of
-/// the m-row matrices in `a`, written to `out`.
-fn extract_params(m: usize, j0: usize, k: usize, a: Mats, out: Mats, batch: usize) -> Params {
-    Params {
-        aux_ld: out.ld as u32,
-        aux_offset: out.offset as u32,
-        aux_stride: out.stride as u32,
-        ..Params::columns(m, j0, k, a, batch)
-    }
-}
-
 /// Writes the reflectors of columns `j0 .. j0+k` as explicit (m-j0)×k matrices V (unit diagonal,
-/// zeros above) into `v`.
+/// zeros above) into `out`, or with `transposed` their Vᵀ (k × (m-j0) per matrix, `out.ld` at
+/// least k; `extract_vt`, 32×32 tiles through workgroup memory).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn extract_v(
     rec: &mut Recorder,
@@ -202,44 +192,30 @@ pub(crate) fn extract_v(
     j0: usize,
     k: usize,
     a: Mats,
-    v: Mats,
+    out: Mats,
     batch: usize,
+    transposed: bool,
 ) {
-    let params = extract_params(m, j0, k, a, v, batch);
-    let groups = elementwise_groups(ctx, (m - j0) * k * batch);
+    let params = Params {
+        aux_ld: out.ld as u32,
+        aux_offset: out.offset as u32,
+        aux_stride: out.stride as u32,
+        ..Params::columns(m, j0, k, a, batch)
+    };
+    let (entry, groups) = if transposed {
+        debug_assert!(out.ld >= k);
+        let tiles = (m - j0).div_ceil(32) * k.div_ceil(32) * batch;
+        ("extract_vt", tiles as u32)
+    } else {
+        ("extract_v", elementwise_groups(ctx, (m - j0) * k * batch))
+    };
     dispatch(
         rec,
         ctx,
-        "extract_v",
+        entry,
         &params,
-        [a.buffer, v.buffer, v.buffer],
+        [a.buffer, out.buffer, out.buffer],
         groups,
-    );
-}
-
-/// Writes Vᵀ of the reflectors of columns `j0 .. j0+k` (the transpose of [`extract_v`]'s V,
-/// k × (m-j0) per matrix) into `vt`, whose `ld` must be at least k.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn extract_vt(
-    rec: &mut Recorder,
-    ctx: &Context,
-    m: usize,
-    j0: usize,
-    k: usize,
-    a: Mats,
-    vt: Mats,
-    batch: usize,
-) {
-    debug_assert!(vt.ld >= k);
-    let params = extract_params(m, j0, k, a, vt, batch);
-    let tiles = (m - j0).div_ceil(32) * k.div_ceil(32) * batch;
-    dispatch(
-        rec,
-        ctx,
-        "extract_vt",
-        &params,
-        [a.buffer, vt.buffer, vt.buffer],
-        tiles as u32,
     );
 }
 

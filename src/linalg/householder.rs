@@ -97,6 +97,7 @@ pub fn larft(
         Mats::new(&r_v.buffer, 0, m, 0),
         Mats::new(&v.buffer, 0, rows, 0),
         1,
+        false,
     );
     let vv = Mats::new(&v.buffer, 0, rows, 0).view();
     Gemm::new(
@@ -178,6 +179,7 @@ pub fn larfb(
         Mats::new(&r_v.buffer, 0, m, 0),
         Mats::new(&v.buffer, 0, rows, 0),
         1,
+        false,
     );
     let vv = Mats::new(&v.buffer, 0, rows, 0).view();
     let cv = Mats::new(&c.buffer, 0, m, 0).at(panel_start, 0).view();

@@ -279,13 +279,23 @@ impl Workspace {
         cols: usize,
     ) -> Option<Mats<'_>> {
         let rows = plan.m - j0;
-        hh::extract_v(rec, ctx, plan.m, j0, w, a, self.v(plan, rows), plan.batch);
+        hh::extract_v(
+            rec,
+            ctx,
+            plan.m,
+            j0,
+            w,
+            a,
+            self.v(plan, rows),
+            plan.batch,
+            false,
+        );
         let buffer = self
             .vt
             .as_ref()
             .filter(|_| w > LEFT_MAX && cols >= VT_MIN_COLS)?;
         let vt = Mats::new(buffer, 0, w, plan.m * plan.nb);
-        hh::extract_vt(rec, ctx, plan.m, j0, w, a, vt, plan.batch);
+        hh::extract_v(rec, ctx, plan.m, j0, w, a, vt, plan.batch, true);
         Some(vt)
     }
 
@@ -528,7 +538,17 @@ fn factor_inner_panel(
         );
     } else {
         hh::panel(rec, ctx, plan.m, ji, wi, wi, a, tau, plan.batch);
-        hh::extract_v(rec, ctx, plan.m, ji, wi, a, ws.v(plan, rows), plan.batch);
+        hh::extract_v(
+            rec,
+            ctx,
+            plan.m,
+            ji,
+            wi,
+            a,
+            ws.v(plan, rows),
+            plan.batch,
+            false,
+        );
         gram(rec, ctx, plan, ws, rows, wi);
         hh::larft(rec, ctx, wi, ws.s(plan), tau_p, t, plan.batch);
     }
