@@ -164,6 +164,17 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     }
 }
 
+/// Fails unless the shared test context has built `extract_vt`: a test of the Vᵀ path whose
+/// shape no longer reaches `VT_MIN_COLS` would otherwise check the transposed-V path again.
+fn assert_vt_path_taken(ctx: &metalcore::Context) {
+    assert!(
+        ctx.compiled_kernels()
+            .iter()
+            .any(|c| c.entry == "extract_vt"),
+        "the QR never formed Vᵀ (extract_vt): has VT_MIN_COLS moved above this test's shape?"
+    );
+}
+
 /// Trailing updates of at least 2048 columns form VᵀC from an explicit Vᵀ (`VT_MIN_COLS`):
 /// the first panel of a 260×2300 matrix (2172 columns after a panel of 128, 2100 after one of
 /// 200 built from seven inner blocks); the later panels take V transposed.
@@ -177,6 +188,7 @@ fn qr_of_a_wide_matrix_whose_first_update_uses_vt() {
         };
         check_qr_with("260×2300", &a, QrMode::Reduced, &opts);
     }
+    assert_vt_path_taken(ctx());
 }
 
 /// Forming a complete Q whose first panel updates at least 2048 columns takes VᵀC from an
@@ -215,6 +227,7 @@ fn complete_q_of_a_tall_matrix_uses_vt() {
         0.0,
         "R below row {n} is not zero"
     );
+    assert_vt_path_taken(ctx);
 }
 
 #[test]
