@@ -365,20 +365,27 @@ fn gemm_deep_k_every_transpose() {
         seed += 1;
         check_sampled_entries(m, n, k, ta, tb, seed);
     }
-    // The written-out loop is what this test is for: were the host's threshold moved above this
-    // K, the products above would run the loop and the test would check nothing new.
+    // The written-out loop is what this test is for, with every transpose: were a host threshold
+    // (DEEP_MIN_K, or DEEP_MIN_K_TN for Aᵀ·B) moved above this K, that product would run the
+    // loop and the test would check nothing new for it. Other tests of this binary build UNROLL
+    // for some transposes (K ≥ 512 is enough for all but Aᵀ·B), so each one is looked for.
     let built = ctx().compiled_kernels();
-    assert!(
-        built.iter().any(|c| c.entry == "gemm_large"
-            && c.constants
+    let flag = |c: &metalcore::CompiledKernel, name: &str| {
+        c.constants.iter().any(|&(n, v)| n == name && v == 1.0)
+    };
+    for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+        assert!(
+            built.iter().any(|c| c.entry == "gemm_large"
+                && flag(c, "UNROLL")
+                && flag(c, "TRANS_A") == ta
+                && flag(c, "TRANS_B") == tb),
+            "no gemm_large specialization with UNROLL for ta={ta} tb={tb}: {:?}",
+            built
                 .iter()
-                .any(|&(name, v)| name == "UNROLL" && v == 1.0)),
-        "no gemm_large specialization with UNROLL built: {:?}",
-        built
-            .iter()
-            .map(|c| (c.entry, &c.constants))
-            .collect::<Vec<_>>()
-    );
+                .map(|c| (c.entry, &c.constants))
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 /// Checks C = 0.5·op(A)·op(B) − 2·C (seeded) against f64 on every entry of the last five rows
