@@ -286,6 +286,7 @@ fn cases(o: &Options) -> Vec<Case> {
     }
     v.push(lstsq_case(4096, 256, 1));
     v.push(lstsq_batched_case(10000, 32, 8, 1));
+    v.push(apply_qt_case(4096, 256, 4096));
     v
 }
 
@@ -443,6 +444,62 @@ fn geqrf_case(m: usize, n: usize) -> Case {
                         what: "‖QR−A‖/‖A‖",
                         value: qr_residual(&a, m, n, &q, &r),
                         tol: tolerance(m.max(n)),
+                    })
+                })),
+            })
+        }),
+    }
+}
+
+/// C ← QᵀC with Q from a factored m×n A (`QrFactors::apply_qt`, LAPACK sormqr), C m×k; faer
+/// applies its own blocked reflectors to C on the CPU. Checked by the round trip Q(QᵀC) = C.
+fn apply_qt_case(m: usize, n: usize, k: usize) -> Case {
+    Case {
+        op: "apply_qt QᵀC",
+        shape: format!("{m}×{n}, k = {k}"),
+        flops: 2.0 * (k * n) as f64 * (2 * m - n) as f64,
+        prepare: Box::new(move |ctx| {
+            let (a, c) = (random(m * n, 13), random(m * k, 14));
+            let f = Rc::new(metalcore::geqrf(
+                ctx,
+                &GpuMatrix::from_col_major(ctx, m, n, &a)?,
+                &qr_options(),
+            )?);
+            let mut gc = GpuMatrix::from_col_major(ctx, m, k, &c)?;
+            let fqr = faer_mat(&a, m, n, |x| x).qr();
+            let mut fc = faer_mat(&c, m, k, |x| x);
+            let f1 = f.clone();
+            Ok(Prepared {
+                gpu: Some(Box::new(move |ctx| f1.apply_qt(ctx, &mut gc))),
+                cpu: Box::new(move || {
+                    use faer::dyn_stack::{MemBuffer, MemStack};
+                    use faer::linalg::householder as hh;
+                    let (basis, coeff) = (fqr.Q_basis(), fqr.Q_coeff());
+                    let scratch =
+                        hh::apply_block_householder_sequence_transpose_on_the_left_in_place_scratch::<
+                            f32,
+                        >(m, coeff.nrows(), k);
+                    hh::apply_block_householder_sequence_transpose_on_the_left_in_place_with_conj(
+                        basis,
+                        coeff,
+                        faer::Conj::No,
+                        fc.as_mut(),
+                        Par::rayon(0),
+                        MemStack::new(&mut MemBuffer::new(scratch)),
+                    );
+                    black_box(&fc);
+                }),
+                check: Some(Box::new(move |ctx| {
+                    let mut gc = GpuMatrix::from_col_major(ctx, m, k, &c)?;
+                    f.apply_qt(ctx, &mut gc)?;
+                    f.apply_q(ctx, &mut gc)?;
+                    Ok(Checked {
+                        what: "‖Q(QᵀC)−C‖/‖C‖",
+                        value: relative_diff(
+                            &faer_mat(&c, m, k, f64::from),
+                            &gc.to_col_major(ctx)?,
+                        ),
+                        tol: tolerance(m),
                     })
                 })),
             })
