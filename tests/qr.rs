@@ -481,6 +481,37 @@ fn apply_qt_and_q_without_forming_q() {
     }
 }
 
+/// Qᵀ and Q applied to a C of at least 2048 columns take VᵀC from an explicit Vᵀ, as the
+/// factorization's wide updates do (`VT_MIN_COLS`): one panel of 40 on a 260-row matrix, C
+/// 260×2060. Until session 17 the application worked in chunks of 1024 columns and never
+/// formed Vᵀ. A context of its own, so that the Vᵀ kernel seen is this test's.
+#[test]
+fn apply_qt_and_q_to_a_wide_c_use_vt() {
+    let ctx = metalcore::Context::new().unwrap();
+    let (m, n, nc) = (260, 40, 2060);
+    let a = random(m, n, 850);
+    let f = geqrf(&ctx, &upload_to(&ctx, &a), &QrOptions::default()).unwrap();
+    let q = download_from(&ctx, &f.q(&ctx, true).unwrap());
+    let b = random(m, nc, 860);
+    let mut gb = upload_to(&ctx, &b);
+    f.apply_qt(&ctx, &mut gb).unwrap();
+    let want = q.t().matmul(&b);
+    // Each entry of QᵀB is a length-m dot product against Q's reflectors applied in f32: m·ε
+    // of B's scale bounds it (16× for the blocked products' extra roundings, as above); a
+    // wrong Vᵀ gives O(1).
+    let tol = 16.0 * m as f64 * EPS * b.max_abs();
+    let err = download_from(&ctx, &gb).sub(&want).max_abs();
+    assert!(err <= tol, "QᵀB: max error {err:e} > {tol:e}");
+    f.apply_q(&ctx, &mut gb).unwrap();
+    let err = download_from(&ctx, &gb).sub(&b).max_abs();
+    assert!(
+        err <= 2.0 * tol,
+        "Q QᵀB: max error {err:e} > {:e}",
+        2.0 * tol
+    );
+    assert_vt_path_taken(&ctx);
+}
+
 #[test]
 fn qr_is_one_submission_with_no_readback() {
     let ctx = metalcore::Context::new().unwrap();

@@ -754,7 +754,10 @@ impl QrFactors {
             ));
         }
         non_empty(op, "c", c.shape_struct())?;
-        let ws = Workspace::new(ctx, op, &plan, c.cols().min(1024))?;
+        // As wide as C, so that each panel is one GEMM triple over all of C (and VᵀC takes
+        // the explicit Vᵀ where C is wide, as in the factorization). The intermediates are
+        // nb×(C's columns) with nb ≤ m: never larger than C, which fits a binding.
+        let ws = Workspace::new(ctx, op, &plan, c.cols())?;
         let mut rec = ctx.recorder(op);
         let (a, t) = self.mats();
         record_apply_q(
