@@ -66,11 +66,30 @@ struct Params {
 // gemm: GRAM's partial Grams (another binding of c when GRAM is off).
 @group(0) @binding(4) var<storage, read_write> gram: array<f32>;
 
-// Rows padded by 2: the transposed loads store down K (16 consecutive kk per row), which with a
-// stride of 64 floats hit one bank 16 times; 66 spreads a warp's 32 stores over 32 banks.
-const PAD: u32 = 2u;
-var<workgroup> tile_a: array<array<f32, BM + PAD>, BK>;
-var<workgroup> tile_b: array<array<f32, BN + PAD>, BK>;
+// The 64×64 kernel's K tiles: row kk holds 16 vec4s, vec4 q holding rows (of A's tile) or
+// columns (of B's) q, q + 16, q + 32, q + 48: the four that invocation (q, ·) or (·, q) uses, so
+// that a K step is two vec4 reads for 16 FMAs (it was eight scalar reads) while the register tile
+// keeps its rows and columns 16 apart (C's loads and stores stay coalesced; four consecutive
+// rows per invocation made the QR's short-K updates slower, BENCHMARKS.md v92). The tile of an
+// operand stored down K (A when TRANS_A, B unless TRANS_B: 16 consecutive kk per row or column
+// in one subgroup's stores) has its vec4s XOR-swizzled by kk % 8, as gemm_large's, so that those
+// stores spread over the banks. 264 vec4s, not 256: GRAM puts 16 columns of 64 rows in each
+// with a leading dimension of 66 floats.
+var<workgroup> tile_a: array<vec4<f32>, 264>;
+var<workgroup> tile_b: array<vec4<f32>, 264>;
+
+fn swz64(kk: u32, q: u32, on: bool) -> u32 {
+    return kk * 16u + select(q, q ^ (kk & 7u), on);
+}
+
+// Element i (row of op(A), or column of op(B)) at K step kk of a tile.
+fn store64_a(kk: u32, i: u32, v: f32) {
+    tile_a[swz64(kk, i % 16u, TRANS_A)][i / 16u] = v;
+}
+
+fn store64_b(kk: u32, j: u32, v: f32) {
+    tile_b[swz64(kk, j % 16u, !TRANS_B)][j / 16u] = v;
+}
 
 fn load_a(a_base: u32, i: u32, kk: u32) -> f32 {
     if i >= p.m || kk >= p.k {
@@ -92,6 +111,14 @@ fn load_b(b_base: u32, kk: u32, j: u32) -> f32 {
     return b[b_base + kk + j * p.ldb];
 }
 
+// Column j of the 4×4 register tile: rows lid.x + 16i (component i) of column lid.y + 16j.
+struct Acc64 {
+    c0: vec4<f32>,
+    c1: vec4<f32>,
+    c2: vec4<f32>,
+    c3: vec4<f32>,
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn gemm(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -103,22 +130,7 @@ fn gemm(
     let a_base = p.a_offset + wid.z * p.stride_a;
     let b_base = p.b_offset + wid.z * p.stride_b;
     let c_base = p.c_offset + wid.z * p.stride_c;
-    var c00 = 0.0;
-    var c01 = 0.0;
-    var c02 = 0.0;
-    var c03 = 0.0;
-    var c10 = 0.0;
-    var c11 = 0.0;
-    var c12 = 0.0;
-    var c13 = 0.0;
-    var c20 = 0.0;
-    var c21 = 0.0;
-    var c22 = 0.0;
-    var c23 = 0.0;
-    var c30 = 0.0;
-    var c31 = 0.0;
-    var c32 = 0.0;
-    var c33 = 0.0;
+    var acc = Acc64();
     // Where this invocation's 4 elements of each tile go (along the operand's contiguous
     // direction: down K for a transposed operand). The next K tile is prefetched into registers
     // while the current one is multiplied, as in gemm_large: one memory latency per launch
@@ -140,14 +152,14 @@ fn gemm(
     var pb2 = load_b(b_base, bk + 2u * bk_step, col0 + bj + 2u * bj_step);
     var pb3 = load_b(b_base, bk + 3u * bk_step, col0 + bj + 3u * bj_step);
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        tile_a[ak][ai] = pa0;
-        tile_a[ak + ak_step][ai + ai_step] = pa1;
-        tile_a[ak + 2u * ak_step][ai + 2u * ai_step] = pa2;
-        tile_a[ak + 3u * ak_step][ai + 3u * ai_step] = pa3;
-        tile_b[bk][bj] = pb0;
-        tile_b[bk + bk_step][bj + bj_step] = pb1;
-        tile_b[bk + 2u * bk_step][bj + 2u * bj_step] = pb2;
-        tile_b[bk + 3u * bk_step][bj + 3u * bj_step] = pb3;
+        store64_a(ak, ai, pa0);
+        store64_a(ak + ak_step, ai + ai_step, pa1);
+        store64_a(ak + 2u * ak_step, ai + 2u * ai_step, pa2);
+        store64_a(ak + 3u * ak_step, ai + 3u * ai_step, pa3);
+        store64_b(bk, bj, pb0);
+        store64_b(bk + bk_step, bj + bj_step, pb1);
+        store64_b(bk + 2u * bk_step, bj + 2u * bj_step, pb2);
+        store64_b(bk + 3u * bk_step, bj + 3u * bj_step, pb3);
         workgroupBarrier();
         let k1 = k0 + BK;
         if k1 < p.k {
@@ -161,79 +173,32 @@ fn gemm(
             pb3 = load_b(b_base, k1 + bk + 3u * bk_step, col0 + bj + 3u * bj_step);
         }
         for (var kk = 0u; kk < BK; kk++) {
-            let a0 = tile_a[kk][lid.x + 0u];
-            let a1 = tile_a[kk][lid.x + 16u];
-            let a2 = tile_a[kk][lid.x + 32u];
-            let a3 = tile_a[kk][lid.x + 48u];
-            let b0 = tile_b[kk][lid.y + 0u];
-            let b1 = tile_b[kk][lid.y + 16u];
-            let b2 = tile_b[kk][lid.y + 32u];
-            let b3 = tile_b[kk][lid.y + 48u];
-            c00 = fma(a0, b0, c00);
-            c01 = fma(a0, b1, c01);
-            c02 = fma(a0, b2, c02);
-            c03 = fma(a0, b3, c03);
-            c10 = fma(a1, b0, c10);
-            c11 = fma(a1, b1, c11);
-            c12 = fma(a1, b2, c12);
-            c13 = fma(a1, b3, c13);
-            c20 = fma(a2, b0, c20);
-            c21 = fma(a2, b1, c21);
-            c22 = fma(a2, b2, c22);
-            c23 = fma(a2, b3, c23);
-            c30 = fma(a3, b0, c30);
-            c31 = fma(a3, b1, c31);
-            c32 = fma(a3, b2, c32);
-            c33 = fma(a3, b3, c33);
+            let av = tile_a[swz64(kk, lid.x, TRANS_A)];
+            let bv = tile_b[swz64(kk, lid.y, !TRANS_B)];
+            acc.c0 = fma(av, vec4<f32>(bv.x), acc.c0);
+            acc.c1 = fma(av, vec4<f32>(bv.y), acc.c1);
+            acc.c2 = fma(av, vec4<f32>(bv.z), acc.c2);
+            acc.c3 = fma(av, vec4<f32>(bv.w), acc.c3);
         }
         workgroupBarrier();
     }
     // C's old values are all read before any store: C is read_write and, for all the compiler
     // knows (any ldc), a store may alias a later load, so alternating load-store pairs made
     // one dependent memory round trip per element (BENCHMARKS.md, v41).
-    let o00 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u);
-    let o10 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u);
-    let o20 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u);
-    let o30 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u);
-    let o01 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u);
-    let o11 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u);
-    let o21 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u);
-    let o31 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u);
-    let o02 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u);
-    let o12 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u);
-    let o22 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u);
-    let o32 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u);
-    let o03 = old_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u);
-    let o13 = old_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u);
-    let o23 = old_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u);
-    let o33 = old_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 0u, c00, o00);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 0u, c10, o10);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 0u, c20, o20);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 0u, c30, o30);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 16u, c01, o01);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 16u, c11, o11);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 16u, c21, o21);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 16u, c31, o31);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 32u, c02, o02);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 32u, c12, o12);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 32u, c22, o22);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 32u, c32, o32);
-    store_c(c_base, row0 + lid.x + 0u, col0 + lid.y + 48u, c03, o03);
-    store_c(c_base, row0 + lid.x + 16u, col0 + lid.y + 48u, c13, o13);
-    store_c(c_base, row0 + lid.x + 32u, col0 + lid.y + 48u, c23, o23);
-    store_c(c_base, row0 + lid.x + 48u, col0 + lid.y + 48u, c33, o33);
+    let r = row0 + lid.x;
+    let o0 = old_col(c_base, r, col0 + lid.y);
+    let o1 = old_col(c_base, r, col0 + lid.y + 16u);
+    let o2 = old_col(c_base, r, col0 + lid.y + 32u);
+    let o3 = old_col(c_base, r, col0 + lid.y + 48u);
+    store_col(c_base, r, col0 + lid.y, acc.c0, o0);
+    store_col(c_base, r, col0 + lid.y + 16u, acc.c1, o1);
+    store_col(c_base, r, col0 + lid.y + 32u, acc.c2, o2);
+    store_col(c_base, r, col0 + lid.y + 48u, acc.c3, o3);
     if GRAM && wid.y == 0u {
         // Columns lid.y and lid.y + 16 of the tile as stored, in the (free) operand tiles:
-        // column j < 16 at tile_a[j], 16 ≤ j < 32 at tile_b[j − 16].
-        tile_a[lid.y][lid.x + 0u] = gram_x(row0 + lid.x + 0u, lid.y, c00, o00);
-        tile_a[lid.y][lid.x + 16u] = gram_x(row0 + lid.x + 16u, lid.y, c10, o10);
-        tile_a[lid.y][lid.x + 32u] = gram_x(row0 + lid.x + 32u, lid.y, c20, o20);
-        tile_a[lid.y][lid.x + 48u] = gram_x(row0 + lid.x + 48u, lid.y, c30, o30);
-        tile_b[lid.y][lid.x + 0u] = gram_x(row0 + lid.x + 0u, lid.y + 16u, c01, o01);
-        tile_b[lid.y][lid.x + 16u] = gram_x(row0 + lid.x + 16u, lid.y + 16u, c11, o11);
-        tile_b[lid.y][lid.x + 32u] = gram_x(row0 + lid.x + 32u, lid.y + 16u, c21, o21);
-        tile_b[lid.y][lid.x + 48u] = gram_x(row0 + lid.x + 48u, lid.y + 16u, c31, o31);
+        // column j < 16 of tile_a, 16 ≤ j < 32 of tile_b, row i at word (j % 16)·66 + i.
+        gram_put(lid.y, r, acc.c0, o0);
+        gram_put(lid.y + 16u, r, acc.c1, o1);
         workgroupBarrier();
         let gb = p.gram_off + wid.z * p.gram_stride + wid.x * 1024u;
         for (var e = tid; e < 1024u; e += 256u) {
@@ -248,6 +213,34 @@ fn gemm(
     }
 }
 
+// Rows r + 16i (component i) of column j of C before the update, as old_c.
+fn old_col(c_base: u32, r: u32, j: u32) -> vec4<f32> {
+    return vec4<f32>(old_c(c_base, r, j), old_c(c_base, r + 16u, j), old_c(c_base, r + 32u, j),
+                     old_c(c_base, r + 48u, j));
+}
+
+// Rows r + 16i of column j of C = alpha·v + beta·old.
+fn store_col(c_base: u32, r: u32, j: u32, v: vec4<f32>, old: vec4<f32>) {
+    store_c(c_base, r, j, v.x, old.x);
+    store_c(c_base, r + 16u, j, v.y, old.y);
+    store_c(c_base, r + 32u, j, v.z, old.z);
+    store_c(c_base, r + 48u, j, v.w, old.w);
+}
+
+// GRAM: rows r + 16i (tile rows r − row0 + 16i) of column jl (< 32) of the tile, as stored.
+fn gram_put(jl: u32, r: u32, v: vec4<f32>, old: vec4<f32>) {
+    let w = (jl % 16u) * 66u + r % BM;
+    for (var u = 0u; u < 4u; u++) {
+        let g = gram_x(r + 16u * u, jl, v[u], old[u]);
+        let wu = w + 16u * u;
+        if jl < 16u {
+            tile_a[wu / 4u][wu % 4u] = g;
+        } else {
+            tile_b[wu / 4u][wu % 4u] = g;
+        }
+    }
+}
+
 // GRAM: entry (i, j) of the tile as stored (alpha·v + beta·old), zero outside the rows and
 // columns of the next panel.
 fn gram_x(i: u32, j: u32, v: f32, old: f32) -> f32 {
@@ -257,12 +250,13 @@ fn gram_x(i: u32, j: u32, v: f32, old: f32) -> f32 {
     return fma(p.beta, old, p.alpha * v);
 }
 
-// GRAM: row r of column j of the tile (j < 32), from the operand tiles.
+// GRAM: row r of column j of the tile (j < 32), from the operand tiles (see gram_put).
 fn gram_col(j: u32, r: u32) -> f32 {
+    let w = (j % 16u) * 66u + r;
     if j < 16u {
-        return tile_a[j][r];
+        return tile_a[w / 4u][w % 4u];
     }
-    return tile_b[j - 16u][r];
+    return tile_b[w / 4u][w % 4u];
 }
 
 // C[i, j] before the update (0 outside C, and when beta == 0: C is then not read).
