@@ -186,14 +186,14 @@ fn gemm(
     // knows (any ldc), a store may alias a later load, so alternating load-store pairs made
     // one dependent memory round trip per element (BENCHMARKS.md, v41).
     let r = row0 + lid.x;
-    let o0 = old_col(c_base, r, col0 + lid.y);
-    let o1 = old_col(c_base, r, col0 + lid.y + 16u);
-    let o2 = old_col(c_base, r, col0 + lid.y + 32u);
-    let o3 = old_col(c_base, r, col0 + lid.y + 48u);
-    store_col(c_base, r, col0 + lid.y, acc.c0, o0);
-    store_col(c_base, r, col0 + lid.y + 16u, acc.c1, o1);
-    store_col(c_base, r, col0 + lid.y + 32u, acc.c2, o2);
-    store_col(c_base, r, col0 + lid.y + 48u, acc.c3, o3);
+    let o0 = old_c4(c_base, r, 16u, col0 + lid.y);
+    let o1 = old_c4(c_base, r, 16u, col0 + lid.y + 16u);
+    let o2 = old_c4(c_base, r, 16u, col0 + lid.y + 32u);
+    let o3 = old_c4(c_base, r, 16u, col0 + lid.y + 48u);
+    store_c4(c_base, r, 16u, col0 + lid.y, acc.c0, o0);
+    store_c4(c_base, r, 16u, col0 + lid.y + 16u, acc.c1, o1);
+    store_c4(c_base, r, 16u, col0 + lid.y + 32u, acc.c2, o2);
+    store_c4(c_base, r, 16u, col0 + lid.y + 48u, acc.c3, o3);
     if GRAM && wid.y == 0u {
         // Columns lid.y and lid.y + 16 of the tile as stored, in the (free) operand tiles:
         // column j < 16 of tile_a, 16 ≤ j < 32 of tile_b, row i at word (j % 16)·66 + i.
@@ -211,20 +211,6 @@ fn gemm(
             gram[gb + e] = s;
         }
     }
-}
-
-// Rows r + 16i (component i) of column j of C before the update, as old_c.
-fn old_col(c_base: u32, r: u32, j: u32) -> vec4<f32> {
-    return vec4<f32>(old_c(c_base, r, j), old_c(c_base, r + 16u, j), old_c(c_base, r + 32u, j),
-                     old_c(c_base, r + 48u, j));
-}
-
-// Rows r + 16i of column j of C = alpha·v + beta·old.
-fn store_col(c_base: u32, r: u32, j: u32, v: vec4<f32>, old: vec4<f32>) {
-    store_c(c_base, r, j, v.x, old.x);
-    store_c(c_base, r + 16u, j, v.y, old.y);
-    store_c(c_base, r + 32u, j, v.z, old.z);
-    store_c(c_base, r + 48u, j, v.w, old.w);
 }
 
 // GRAM: rows r + 16i (tile rows r − row0 + 16i) of column jl (< 32) of the tile, as stored.
@@ -275,18 +261,19 @@ fn store_c(c_base: u32, i: u32, j: u32, v: f32, old: f32) {
     c[c_base + i + j * p.ldc] = fma(p.beta, old, p.alpha * v);
 }
 
-// Rows i..i+3 of column j of C before the update, as old_c.
-fn old_c4(c_base: u32, i: u32, j: u32) -> vec4<f32> {
-    return vec4<f32>(old_c(c_base, i, j), old_c(c_base, i + 1u, j), old_c(c_base, i + 2u, j),
-                     old_c(c_base, i + 3u, j));
+// Rows i, i + step, i + 2·step, i + 3·step of column j of C before the update, as old_c
+// (gemm_large: consecutive rows, step 1; gemm: rows 16 apart).
+fn old_c4(c_base: u32, i: u32, step: u32, j: u32) -> vec4<f32> {
+    return vec4<f32>(old_c(c_base, i, j), old_c(c_base, i + step, j),
+                     old_c(c_base, i + 2u * step, j), old_c(c_base, i + 3u * step, j));
 }
 
-// Rows i..i+3 of column j of C = alpha·v + beta·old.
-fn store_c4(c_base: u32, i: u32, j: u32, v: vec4<f32>, old: vec4<f32>) {
+// The same rows of column j of C = alpha·v + beta·old.
+fn store_c4(c_base: u32, i: u32, step: u32, j: u32, v: vec4<f32>, old: vec4<f32>) {
     store_c(c_base, i, j, v.x, old.x);
-    store_c(c_base, i + 1u, j, v.y, old.y);
-    store_c(c_base, i + 2u, j, v.z, old.z);
-    store_c(c_base, i + 3u, j, v.w, old.w);
+    store_c(c_base, i + step, j, v.y, old.y);
+    store_c(c_base, i + 2u * step, j, v.z, old.z);
+    store_c(c_base, i + 3u * step, j, v.w, old.w);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,22 +472,22 @@ fn gemm_large(
 fn update_half(c_base: u32, r: u32, j0: u32, j1: u32, q0: vec4<f32>, q1: vec4<f32>,
                q2: vec4<f32>, q3: vec4<f32>, q4: vec4<f32>, q5: vec4<f32>, q6: vec4<f32>,
                q7: vec4<f32>) {
-    let o0 = old_c4(c_base, r, j0);
-    let o1 = old_c4(c_base, r, j0 + 1u);
-    let o2 = old_c4(c_base, r, j0 + 2u);
-    let o3 = old_c4(c_base, r, j0 + 3u);
-    let o4 = old_c4(c_base, r, j1);
-    let o5 = old_c4(c_base, r, j1 + 1u);
-    let o6 = old_c4(c_base, r, j1 + 2u);
-    let o7 = old_c4(c_base, r, j1 + 3u);
-    store_c4(c_base, r, j0, q0, o0);
-    store_c4(c_base, r, j0 + 1u, q1, o1);
-    store_c4(c_base, r, j0 + 2u, q2, o2);
-    store_c4(c_base, r, j0 + 3u, q3, o3);
-    store_c4(c_base, r, j1, q4, o4);
-    store_c4(c_base, r, j1 + 1u, q5, o5);
-    store_c4(c_base, r, j1 + 2u, q6, o6);
-    store_c4(c_base, r, j1 + 3u, q7, o7);
+    let o0 = old_c4(c_base, r, 1u, j0);
+    let o1 = old_c4(c_base, r, 1u, j0 + 1u);
+    let o2 = old_c4(c_base, r, 1u, j0 + 2u);
+    let o3 = old_c4(c_base, r, 1u, j0 + 3u);
+    let o4 = old_c4(c_base, r, 1u, j1);
+    let o5 = old_c4(c_base, r, 1u, j1 + 1u);
+    let o6 = old_c4(c_base, r, 1u, j1 + 2u);
+    let o7 = old_c4(c_base, r, 1u, j1 + 3u);
+    store_c4(c_base, r, 1u, j0, q0, o0);
+    store_c4(c_base, r, 1u, j0 + 1u, q1, o1);
+    store_c4(c_base, r, 1u, j0 + 2u, q2, o2);
+    store_c4(c_base, r, 1u, j0 + 3u, q3, o3);
+    store_c4(c_base, r, 1u, j1, q4, o4);
+    store_c4(c_base, r, 1u, j1 + 1u, q5, o5);
+    store_c4(c_base, r, 1u, j1 + 2u, q6, o6);
+    store_c4(c_base, r, 1u, j1 + 3u, q7, o7);
 }
 
 // Σ_s P_s[e] over the p.k slices of `total` entries each, one after another in `a`. Eight
