@@ -97,12 +97,16 @@ const PANELS: [QrOptions; 3] = [
 ];
 
 fn check_qr_with(name: &str, a: &Mat, mode: QrMode, opts: &QrOptions) {
+    check_qr_in(ctx(), name, a, mode, opts);
+}
+
+/// [`check_qr_with`] on a given context.
+fn check_qr_in(ctx: &metalcore::Context, name: &str, a: &Mat, mode: QrMode, opts: &QrOptions) {
     let nb = opts.block_size;
-    let ctx = ctx();
     let (m, n) = (a.rows, a.cols);
     let k = m.min(n);
-    let res = qr_with(ctx, &upload(a), mode, opts).unwrap();
-    let r = download(&res.r);
+    let res = qr_with(ctx, &upload_to(ctx, a), mode, opts).unwrap();
+    let r = download_from(ctx, &res.r);
     let r_rows = if mode == QrMode::Complete { m } else { k };
     assert_eq!((r.rows, r.cols), (r_rows, n), "{name}: R shape");
     for j in 0..n {
@@ -118,7 +122,7 @@ fn check_qr_with(name: &str, a: &Mat, mode: QrMode, opts: &QrOptions) {
         assert_eq!(mode, QrMode::R);
         return;
     };
-    let q = download(&q);
+    let q = download_from(ctx, &q);
     let q_cols = if mode == QrMode::Complete { m } else { k };
     assert_eq!((q.rows, q.cols), (m, q_cols), "{name}: Q shape");
     let (recon, orth) = quality(a, &q, &r);
@@ -164,8 +168,9 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     }
 }
 
-/// Fails unless the shared test context has built `extract_vt`: a test of the Vᵀ path whose
-/// shape no longer reaches `VT_MIN_COLS` would otherwise check the transposed-V path again.
+/// Fails unless `ctx` has built `extract_vt`: a test of the Vᵀ path whose shape no longer
+/// reaches `VT_MIN_COLS` would otherwise check the transposed-V path again. Each such test runs
+/// on a context of its own, so that no other test's Vᵀ can satisfy it.
 fn assert_vt_path_taken(ctx: &metalcore::Context) {
     assert!(
         ctx.compiled_kernels()
@@ -182,13 +187,14 @@ fn assert_vt_path_taken(ctx: &metalcore::Context) {
 fn qr_of_a_wide_matrix_whose_first_update_uses_vt() {
     let a = random(260, 2300, 150);
     for nb in [None, Some(200)] {
+        let ctx = metalcore::Context::new().unwrap();
         let opts = QrOptions {
             block_size: nb,
             ..Default::default()
         };
-        check_qr_with("260×2300", &a, QrMode::Reduced, &opts);
+        check_qr_in(&ctx, "260×2300", &a, QrMode::Reduced, &opts);
+        assert_vt_path_taken(&ctx);
     }
-    assert_vt_path_taken(ctx());
 }
 
 /// Forming a complete Q whose first panel updates at least 2048 columns takes VᵀC from an
@@ -197,12 +203,18 @@ fn qr_of_a_wide_matrix_whose_first_update_uses_vt() {
 /// test, so orthogonality is checked on the panel's columns, the next eight and every 97th.
 #[test]
 fn complete_q_of_a_tall_matrix_uses_vt() {
-    let ctx = ctx();
+    let ctx = &metalcore::Context::new().unwrap();
     let (m, n) = (2100, 40);
     let a = random(m, n, 160);
-    let res = qr_with(ctx, &upload(&a), QrMode::Complete, &QrOptions::default()).unwrap();
-    let q = download(&res.q.unwrap());
-    let r = download(&res.r);
+    let res = qr_with(
+        ctx,
+        &upload_to(ctx, &a),
+        QrMode::Complete,
+        &QrOptions::default(),
+    )
+    .unwrap();
+    let q = download_from(ctx, &res.q.unwrap());
+    let r = download_from(ctx, &res.r);
     assert_eq!((q.rows, q.cols, r.rows, r.cols), (m, m, m, n));
     let recon = q.cols_range(0, n).matmul(&r.rows_range(0, n)).sub(&a).fro() / a.fro();
     let cols: Vec<usize> = (0..n + 8).chain((n + 8..m).step_by(97)).collect();
