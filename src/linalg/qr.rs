@@ -211,6 +211,13 @@ impl Plan {
 /// 65536×256, 4096² and lstsq 4096×256 unchanged.
 const VT_MIN_COLS: usize = 2048;
 
+/// Whether larfb forms Vᵀ for a panel of width `w` updating `cols` columns: wider than
+/// [`LEFT_MAX`] (narrower VᵀC products take T in their split-K reduction instead) and C at
+/// least [`VT_MIN_COLS`] wide. [`Workspace::new`] asks it for the widest panel and C.
+fn vt_pays(w: usize, cols: usize) -> bool {
+    w > LEFT_MAX && cols >= VT_MIN_COLS
+}
+
 /// Workspace for V, S and the two GEMM intermediates, sized for C operands of up to `wcols`
 /// columns, reused by every panel (wgpu orders the dispatches that share a buffer). Four buffers,
 /// because a GEMM's output may not share a buffer with its inputs.
@@ -250,7 +257,7 @@ impl Workspace {
             s: make("metalcore qr s", nb * nb)?,
             w1: make("metalcore qr w1", nb * wcols as u64)?,
             w2: make("metalcore qr w2", nb * wcols as u64)?,
-            vt: if plan.batch == 1 && plan.nb > LEFT_MAX && wcols >= VT_MIN_COLS {
+            vt: if plan.batch == 1 && vt_pays(plan.nb, wcols) {
                 Some(make("metalcore qr vt", plan.m as u64 * nb)?)
             } else {
                 None
@@ -264,9 +271,8 @@ impl Workspace {
         Mats::new(&self.v, 0, rows, plan.m * plan.nb)
     }
     /// Extracts the explicit V of the outer panel at `j0` (width `w`) into the workspace, and
-    /// Vᵀ too where the workspace has room for it, the panel is wider than [`LEFT_MAX`] and the
-    /// C it will update has at least [`VT_MIN_COLS`] columns (`cols`); returns Vᵀ for
-    /// [`larfb_panel`].
+    /// Vᵀ too where the workspace has room for it and [`vt_pays`] for this panel and the `cols`
+    /// columns of C it will update; returns Vᵀ for [`larfb_panel`].
     #[allow(clippy::too_many_arguments)]
     fn extract(
         &self,
@@ -290,10 +296,7 @@ impl Workspace {
             plan.batch,
             false,
         );
-        let buffer = self
-            .vt
-            .as_ref()
-            .filter(|_| w > LEFT_MAX && cols >= VT_MIN_COLS)?;
+        let buffer = self.vt.as_ref().filter(|_| vt_pays(w, cols))?;
         let vt = Mats::new(buffer, 0, w, plan.m * plan.nb);
         hh::extract_v(rec, ctx, plan.m, j0, w, a, vt, plan.batch, true);
         Some(vt)
