@@ -78,8 +78,14 @@ struct Params {
 var<workgroup> tile_a: array<vec4<f32>, 264>;
 var<workgroup> tile_b: array<vec4<f32>, 264>;
 
+// Vec4 q of row kk of a tile whose rows hold `row` vec4s, XOR-swizzled by kk % 8 when `on`
+// (the swizzle keeps each aligned group of 8 vec4s in place). Both kernels' tiles use it.
+fn swizzled(row: u32, kk: u32, q: u32, on: bool) -> u32 {
+    return kk * row + select(q, q ^ (kk & 7u), on);
+}
+
 fn swz64(kk: u32, q: u32, on: bool) -> u32 {
-    return kk * 16u + select(q, q ^ (kk & 7u), on);
+    return swizzled(16u, kk, q, on);
 }
 
 // Element i (row of op(A), or column of op(B)) at K step kk of a tile.
@@ -293,11 +299,11 @@ var<workgroup> ltile_b: array<vec4<f32>, 512>;
 // swizzled: its stores run along a row already, and dropping the XOR from its reads made the
 // 4096² products 5-7% faster on an H100 (BENCHMARKS.md, v56).
 fn swz_a(kk: u32, q: u32) -> u32 {
-    return kk * (LBM / 4u) + select(q, q ^ (kk & 7u), TRANS_A);
+    return swizzled(LBM / 4u, kk, q, TRANS_A);
 }
 
 fn swz_b(kk: u32, q: u32) -> u32 {
-    return kk * (LBM / 4u) + select(q ^ (kk & 7u), q, TRANS_B);
+    return swizzled(LBM / 4u, kk, q, !TRANS_B);
 }
 
 fn lstore_a(kk: u32, i: u32, v: f32) {
