@@ -44,6 +44,8 @@ usage: bench [--quick | --large] [--only TEXT]... [--runs N] [--warmup N] [--no-
   --host       also print, to stderr, each row's median time until the call returns (the host
                recording and submitting its work, before synchronize)
   --no-subgroups  only the portable kernels (ContextOptions::disable_subgroups)
+  --no-coop    large GEMMs on the f32 kernel even where cooperative matrices are available
+               (ContextOptions::disable_cooperative_matrix)
   --list       print the rows that would run, and exit
   --panel P    QR panel algorithm: auto (default), one (one workgroup), tsqr or cholqr
                (CholeskyQR2 in front of TSQR, what auto picks)
@@ -68,6 +70,7 @@ struct Options {
     cpu: bool,
     host: bool,
     no_subgroups: bool,
+    no_coop: bool,
     list: bool,
 }
 
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         cpu: true,
         host: false,
         no_subgroups: false,
+        no_coop: false,
         list: false,
     };
     let (mut runs, mut warmup) = (None, None);
@@ -111,6 +115,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--no-cpu" => o.cpu = false,
             "--host" => o.host = true,
             "--no-subgroups" => o.no_subgroups = true,
+            "--no-coop" => o.no_coop = true,
             "--list" => o.list = true,
             "--only" => o.only.push(value("--only")?),
             "--runs" => runs = Some(count("--runs", value("--runs")?)?),
@@ -1012,6 +1017,7 @@ fn run(o: &Options, selected: Vec<Case>) -> metalcore::Result<usize> {
     }
     let ctx = metalcore::Context::with_options(metalcore::ContextOptions {
         disable_subgroups: o.no_subgroups,
+        disable_cooperative_matrix: o.no_coop,
         gpu_timing: true,
         ..Default::default()
     })?;

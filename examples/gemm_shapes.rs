@@ -14,6 +14,7 @@ use metalcore::{gemm, Context, ContextOptions, GpuMatrix};
 fn main() -> metalcore::Result<()> {
     let ctx = Context::with_options(ContextOptions {
         gpu_timing: true,
+        disable_cooperative_matrix: std::env::args().any(|a| a == "--no-coop"),
         ..Default::default()
     })?;
     println!("{}", ctx.describe());

@@ -41,6 +41,9 @@ pub struct ContextOptions {
     /// Use only the portable kernels even where the adapter has subgroup operations (to test
     /// or compare the portable path).
     pub disable_subgroups: bool,
+    /// Keep the large GEMMs off cooperative matrices (tensor cores) even where the adapter has
+    /// the configuration they use ([`Context::coop_gemm`]), to test or compare the f32 kernel.
+    pub disable_cooperative_matrix: bool,
     /// Override of the blocked triangular solve's schedule: the smallest sub-problem, counted
     /// as rows × right-hand sides × batch, that [`trsm`](crate::trsm) and its variants split in
     /// half (recursive blocking, GEMM updates with a large inner dimension) rather than peel one
@@ -127,6 +130,8 @@ pub struct Context {
     readbacks: AtomicU64,
     /// Smallest and largest subgroup size, when subgroup kernels may be used.
     subgroups: Option<(u32, u32)>,
+    /// Whether the large GEMMs run on cooperative matrices ([`Context::coop_gemm`]).
+    coop_gemm: bool,
     /// [`ContextOptions::trsm_split_min`], if given.
     trsm_split_min: Option<usize>,
     /// Errors wgpu raised outside any error scope (for devices metalcore created), returned by
@@ -197,11 +202,25 @@ impl Context {
         if options.disable_subgroups {
             features.remove(wgpu::Features::SUBGROUP);
         }
+        let coop = !options.disable_cooperative_matrix
+            && !options.disable_subgroups
+            && coop_gemm_fits(&adapter, &limits);
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        if coop {
+            features |=
+                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+            // SAFETY: wgpu marks cooperative matrices experimental (its implementation may have
+            // bugs). metalcore uses them in one kernel (wgsl/gemm_coop.wgsl), only with the
+            // configuration the adapter reports, and its GPU test suites check the results;
+            // ContextOptions::disable_cooperative_matrix keeps them off.
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("metalcore"),
                 required_features: features,
                 required_limits: limits.clone(),
+                experimental_features: experimental,
                 ..Default::default()
             })
             .await
@@ -210,6 +229,7 @@ impl Context {
                 message: e.to_string(),
             })?;
         let mut ctx = Self::assemble(device, queue, info);
+        ctx.coop_gemm = coop;
         ctx.trsm_split_min = options.trsm_split_min;
         ctx.gpu_timing =
             options.gpu_timing && ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -249,6 +269,7 @@ impl Context {
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
             subgroups,
+            coop_gemm: false,
             trsm_split_min: None,
             uncaptured: Arc::new(Mutex::new(None)),
             scratch: Mutex::new(HashMap::new()),
@@ -286,8 +307,13 @@ impl Context {
             Some((min, max)) => format!("subgroups {min}..{max}"),
             None => "no subgroups".to_string(),
         };
+        let coop = if self.coop_gemm {
+            ", large GEMMs on cooperative matrices"
+        } else {
+            ""
+        };
         format!(
-            "{} ({:?}, {:?}, driver {} {}, {subgroups})",
+            "{} ({:?}, {:?}, driver {} {}, {subgroups}{coop})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
@@ -304,6 +330,18 @@ impl Context {
     /// The optional features metalcore enabled (timestamp queries, subgroups) where present.
     pub fn features(&self) -> wgpu::Features {
         self.features
+    }
+
+    /// Whether the large GEMMs (128×128 output tiles: the QR's trailing updates and forming Q,
+    /// trsm's updates, large products of [`gemm`](crate::gemm)) run on cooperative matrices
+    /// (tensor cores) as f16 pairs with f32 accumulation, to about f32 accuracy
+    /// (`wgsl/gemm_coop.wgsl` says how). True for contexts from [`Context::with_options`] on an
+    /// adapter with wgpu's experimental cooperative matrices in a 16×16×16 f16·f16 + f32
+    /// configuration, f16 shaders, subgroups of 32 and the workgroup storage the kernel takes
+    /// (Vulkan on NVIDIA GPUs), unless [`ContextOptions::disable_cooperative_matrix`] or
+    /// [`ContextOptions::disable_subgroups`]; false for [`Context::from_wgpu`].
+    pub fn coop_gemm(&self) -> bool {
+        self.coop_gemm
     }
 
     /// The adapter's subgroup sizes (min, max) when metalcore uses subgroups on it (`None`
@@ -1145,4 +1183,24 @@ pub(crate) fn grid(ctx: &Context, groups: u32) -> [u32; 3] {
         let y = groups.div_ceil(max);
         [groups.div_ceil(y), y, 1]
     }
+}
+
+/// Whether `gemm_coop` can run on `adapter` with `limits`: cooperative matrices with a
+/// 16×16×16 f16·f16 + f32 configuration, f16 shaders, subgroups of exactly 32 (the kernel's
+/// eight subgroups each own a block of the tile) and its workgroup storage.
+fn coop_gemm_fits(adapter: &wgpu::Adapter, limits: &wgpu::Limits) -> bool {
+    let needed = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP;
+    let info = adapter.get_info();
+    adapter.features().contains(needed)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && limits.max_compute_workgroup_storage_size >= crate::kernels::gemm_coop::STORAGE_BYTES
+        && limits.max_compute_invocations_per_workgroup >= 256
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
 }

@@ -115,7 +115,18 @@ fn run_gemm(
     tb: bool,
     rng: &mut Rng,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    let ctx = ctx();
+    run_gemm_in(ctx(), m, n, k, ta, tb, rng)
+}
+
+fn run_gemm_in(
+    ctx: &Context,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    rng: &mut Rng,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let [(ar, ac), (br, bc)] = stored_dims(m, n, k, ta, tb);
     let a = rng.normal_vec(ar * ac);
     let b = rng.normal_vec(br * bc);
@@ -361,18 +372,28 @@ fn compiled_kernels_lists_the_specializations_built() {
 fn gemm_deep_k_every_transpose() {
     let (m, n, k) = (2053, 1027, 2049);
     let mut seed = 900;
-    for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
-        seed += 1;
-        check_sampled_entries(m, n, k, ta, tb, seed);
+    // On the default context (cooperative matrices where the adapter has them), then on one
+    // that keeps gemm_large: on such adapters the only way its written-out loop runs.
+    let contexts: &[&Context] = if ctx().coop_gemm() {
+        &[ctx(), f32_gemm_ctx()]
+    } else {
+        &[ctx()]
+    };
+    for &c in contexts {
+        for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+            seed += 1;
+            check_sampled_entries_in(c, m, n, k, ta, tb, seed);
+        }
     }
     // The written-out loop is what this test is for, with every transpose: were a host threshold
     // (DEEP_MIN_K, or DEEP_MIN_K_TN for Aᵀ·B) moved above this K, that product would run the
     // loop and the test would check nothing new for it. Other tests of this binary build UNROLL
     // for some transposes (K ≥ 512 is enough for all but Aᵀ·B), so each one is looked for.
-    let built = ctx().compiled_kernels();
     let flag = |c: &metalcore::CompiledKernel, name: &str| {
         c.constants.iter().any(|&(n, v)| n == name && v == 1.0)
     };
+    let f32_ctx = contexts[contexts.len() - 1];
+    let built = f32_ctx.compiled_kernels();
     for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
         assert!(
             built.iter().any(|c| c.entry == "gemm_large"
@@ -386,13 +407,37 @@ fn gemm_deep_k_every_transpose() {
                 .collect::<Vec<_>>()
         );
     }
+    // Where the default context has cooperative matrices, its products ran on gemm_coop.
+    if ctx().coop_gemm() {
+        let built = ctx().compiled_kernels();
+        for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+            assert!(
+                built.iter().any(|c| c.entry == "gemm_coop"
+                    && flag(c, "TRANS_A") == ta
+                    && flag(c, "TRANS_B") == tb),
+                "no gemm_coop specialization for ta={ta} tb={tb}"
+            );
+        }
+    }
 }
 
 /// Checks C = 0.5·op(A)·op(B) − 2·C (seeded) against f64 on every entry of the last five rows
 /// and last three columns (the ragged tiles) and on 3000 seeded entries elsewhere.
 fn check_sampled_entries(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
+    check_sampled_entries_in(ctx(), m, n, k, ta, tb, seed);
+}
+
+fn check_sampled_entries_in(
+    ctx: &Context,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    seed: u64,
+) {
     let mut rng = Rng::new(seed);
-    let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
+    let (a, b, c0, got) = run_gemm_in(ctx, m, n, k, ta, tb, &mut rng);
     let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
     let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
     let mut entries: Vec<(usize, usize)> = Vec::new();
@@ -424,4 +469,173 @@ fn gemm_split_k_deep_slices() {
     for (seed, ta) in [(950, true), (951, false)] {
         check_sampled_entries(1024, 1024, 4096, ta, false, seed);
     }
+}
+
+/// The large kernels (128 whole 128×128 tiles, ragged edges, a ragged K deep enough for the
+/// cooperative-matrix kernel where there is one) on operands whose rows of op(A) and columns of
+/// op(B) differ in scale by up to 2^±60 (and entries within each by 2^±4), with a zero row and a
+/// zero column, every transpose: every entry of the ragged edges and 3000 others against f64
+/// within the f32 bound (k + 4)·ε·(|op(A)||op(B)|)_ij. The cooperative-matrix kernel scales each
+/// row and column by its own power of two; one scale per operand would leave the small rows'
+/// products at about 2^-39 of the largest, far outside this bound. Then an Inf in op(A) and a
+/// NaN in op(B): row and column of C non-finite, every other entry as before; and beta = 0 over
+/// a C of NaNs.
+#[test]
+fn gemm_large_lines_of_very_different_scales_and_non_finite_entries() {
+    let (m, n, k) = (2053, 1027, 523);
+    let ctx = ctx();
+    let mut seed = 970;
+    for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
+        seed += 1;
+        let mut rng = Rng::new(seed);
+        let [(ar, ac), (br, bc)] = stored_dims(m, n, k, ta, tb);
+        let row_scale = |i: usize| 2f64.powi((i % 121) as i32 - 60);
+        let col_scale = |j: usize| 2f64.powi((j % 97) as i32 - 48);
+        let inner = |l: usize| 2f64.powi((l % 9) as i32 - 4);
+        // op(A)[i, l] and op(B)[l, j] as stored.
+        let mut a = rng.normal_vec(ar * ac);
+        let mut b = rng.normal_vec(br * bc);
+        for i in 0..m {
+            for l in 0..k {
+                let at = if ta { l + i * k } else { i + l * m };
+                a[at] = (a[at] as f64 * row_scale(i) * inner(l)) as f32;
+                if i == 77 {
+                    a[at] = 0.0;
+                }
+            }
+        }
+        for l in 0..k {
+            for j in 0..n {
+                let at = if tb { j + l * n } else { l + j * k };
+                b[at] = (b[at] as f64 * col_scale(j) * inner(l + 3)) as f32;
+                if j == 300 {
+                    b[at] = 0.0;
+                }
+            }
+        }
+        let c0 = rng.normal_vec(m * n);
+        let run_with = |a: &[f32], b: &[f32], c: &[f32], beta: f32| {
+            let ga = GpuMatrix::from_col_major(ctx, ar, ac, a).unwrap();
+            let gb = GpuMatrix::from_col_major(ctx, br, bc, b).unwrap();
+            let mut gc = GpuMatrix::from_col_major(ctx, m, n, c).unwrap();
+            gemm(ctx, 0.5, &ga, ta, &gb, tb, beta, &mut gc).unwrap();
+            gc.to_col_major(ctx).unwrap()
+        };
+        let run = |a: &[f32], b: &[f32]| run_with(a, b, &c0, -2.0);
+        let opa = |a: &[f32], i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
+        let opb = |b: &[f32], l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
+        let mut entries: Vec<(usize, usize)> = Vec::new();
+        entries.extend((m - 5..m).flat_map(|i| (0..n).map(move |j| (i, j))));
+        entries.extend((n - 3..n).flat_map(|j| (0..m).map(move |i| (i, j))));
+        entries.extend((0..n).map(|j| (77, j)));
+        entries.extend((0..m).map(|i| (i, 300)));
+        entries.extend((0..3000).map(|_| {
+            let i = (rng.next_u64() % m as u64) as usize;
+            let j = (rng.next_u64() % n as u64) as usize;
+            (i, j)
+        }));
+        let what = format!("scaled gemm {m}×{n}×{k} ta={ta} tb={tb}");
+        let check = |got: &[f32], skip: &dyn Fn(usize, usize) -> bool| {
+            for &(i, j) in &entries {
+                if skip(i, j) {
+                    continue;
+                }
+                let (mut dot, mut bound) = (0.0f64, 0.0f64);
+                for l in 0..k {
+                    let x = opa(&a, i, l) * opb(&b, l, j);
+                    dot += x;
+                    bound += x.abs();
+                }
+                let (g, old) = (got[i + j * m], c0[i + j * m]);
+                assert_gemm_entry(&what, k, i, j, g, dot, bound, old);
+            }
+        };
+        check(&run(&a, &b), &|_, _| false);
+
+        // Inf at op(A)[5, 3], NaN at op(B)[10, 9]: row 5 and column 9 of C are not finite, the
+        // rest is unchanged.
+        let mut a2 = a.clone();
+        let mut b2 = b.clone();
+        a2[if ta { 3 + 5 * k } else { 5 + 3 * m }] = f32::INFINITY;
+        b2[if tb { 9 + 10 * n } else { 10 + 9 * k }] = f32::NAN;
+        let got = run(&a2, &b2);
+        for j in 0..n {
+            assert!(
+                !got[5 + j * m].is_finite(),
+                "{what}: C[5, {j}] = {} with an Inf in row 5",
+                got[5 + j * m]
+            );
+        }
+        for i in 0..m {
+            assert!(
+                got[i + 9 * m].is_nan(),
+                "{what}: C[{i}, 9] = {} with a NaN in column 9",
+                got[i + 9 * m]
+            );
+        }
+        check(&got, &|i, j| i == 5 || j == 9);
+
+        // beta = 0 over NaNs: C = 0.5·op(A)·op(B), the old C never read.
+        let got = run_with(&a, &b, &vec![f32::NAN; m * n], 0.0);
+        for &(i, j) in &entries {
+            let (mut dot, mut bound) = (0.0f64, 0.0f64);
+            for l in 0..k {
+                let x = opa(&a, i, l) * opb(&b, l, j);
+                dot += x;
+                bound += x.abs();
+            }
+            assert_gemm_entry(&what, k, i, j, got[i + j * m], dot, bound, 0.0);
+        }
+    }
+}
+
+/// The cooperative-matrix GEMM (where the adapter has it) against the f32 kernel on the same
+/// random 1024×2048×4096 product (128 whole tiles, no split): its normwise error over 2000
+/// seeded entries, against f64, may not exceed the f32 kernel's by more than 2×. It sums each
+/// K step's 16 products in the tensor cores and adds them in f32 (wgsl/gemm_coop.wgsl, `mma3`),
+/// which measured 2.9e-7 against gemm_large's 1.1e-6 on an H200 at 4096²; chaining the
+/// accumulation through the tensor cores' own additions measured 1.4e-5 and fails here. On
+/// adapters without cooperative matrices both contexts run the f32 kernel.
+#[test]
+fn coop_gemm_is_as_accurate_as_the_f32_kernel() {
+    let (m, n, k) = (1024, 2048, 4096);
+    let mut rng = Rng::new(990);
+    let a = rng.normal_vec(m * k);
+    let b = rng.normal_vec(k * n);
+    let entries: Vec<(usize, usize)> = (0..2000)
+        .map(|_| {
+            let i = (rng.next_u64() % m as u64) as usize;
+            let j = (rng.next_u64() % n as u64) as usize;
+            (i, j)
+        })
+        .collect();
+    let want: Vec<f64> = entries
+        .iter()
+        .map(|&(i, j)| {
+            (0..k)
+                .map(|l| a[i + l * m] as f64 * b[l + j * k] as f64)
+                .sum()
+        })
+        .collect();
+    let error = |ctx: &Context| {
+        let ga = GpuMatrix::from_col_major(ctx, m, k, &a).unwrap();
+        let gb = GpuMatrix::from_col_major(ctx, k, n, &b).unwrap();
+        let got = matmul(ctx, &ga, false, &gb, false)
+            .unwrap()
+            .to_col_major(ctx)
+            .unwrap();
+        let (mut e2, mut w2) = (0.0f64, 0.0f64);
+        for (&(i, j), &w) in entries.iter().zip(&want) {
+            e2 += (got[i + j * m] as f64 - w).powi(2);
+            w2 += w * w;
+        }
+        (e2 / w2).sqrt()
+    };
+    let (coop, f32_kernel) = (error(ctx()), error(f32_gemm_ctx()));
+    assert!(
+        coop <= 2.0 * f32_kernel,
+        "‖C − AB‖/‖AB‖ over the sample: {coop:e} (default context, cooperative matrices: {}) \
+         against {f32_kernel:e} for the f32 kernel",
+        ctx().coop_gemm()
+    );
 }

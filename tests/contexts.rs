@@ -147,3 +147,31 @@ fn every_operation_refuses_another_contexts_matrices() {
     assert!(trsm(own, &own_sq, &b, &opts).is_ok());
     assert!(qr_batched(&other, &ab, QrMode::R).is_ok());
 }
+
+/// `disable_cooperative_matrix` keeps the large GEMMs off cooperative matrices, and a context
+/// from `from_wgpu` never uses them (it cannot see the adapter's configurations); both then
+/// run `gemm_large` for a product of 128 whole tiles (K = 512, deep enough for `gemm_coop`).
+#[test]
+fn cooperative_matrices_stay_off_when_asked() {
+    let off = Context::with_options(metalcore::ContextOptions {
+        disable_cooperative_matrix: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!off.coop_gemm());
+    let wrapped = Context::from_wgpu(
+        off.device().clone(),
+        off.queue().clone(),
+        off.adapter_info().clone(),
+    );
+    assert!(!wrapped.coop_gemm());
+    for c in [&off, &wrapped] {
+        let a = metalcore::GpuMatrix::filled(c, 2048, 512, 1.0).unwrap();
+        let b = metalcore::GpuMatrix::filled(c, 512, 1024, 0.5).unwrap();
+        let p = metalcore::matmul(c, &a, false, &b, false).unwrap();
+        assert!(p.to_col_major(c).unwrap().iter().all(|&x| x == 256.0));
+        let entries: Vec<_> = c.compiled_kernels().iter().map(|k| k.entry).collect();
+        assert!(entries.contains(&"gemm_large"), "{entries:?}");
+        assert!(!entries.contains(&"gemm_coop"), "{entries:?}");
+    }
+}

@@ -428,6 +428,10 @@ impl<'a> Gemm<'a> {
         let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
         let large = self.large();
         debug_assert!(gram.is_none() || !large);
+        if large && super::gemm_coop::fits(self, ctx) {
+            super::gemm_coop::record(self, rec, ctx);
+            return;
+        }
         let mut constants = vec![
             ("TRANS_A", self.trans_a as u32 as f64),
             ("TRANS_B", self.trans_b as u32 as f64),

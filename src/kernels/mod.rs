@@ -8,6 +8,7 @@ pub(crate) mod batched_qr;
 pub(crate) mod cholqr;
 pub(crate) mod copy;
 pub(crate) mod gemm;
+pub(crate) mod gemm_coop;
 pub(crate) mod householder;
 pub(crate) mod norms;
 pub(crate) mod trsm;
@@ -24,6 +25,7 @@ pub(crate) const ALL: &[&KernelSource] = &[
     &cholqr::SOURCE,
     &copy::SOURCE,
     &gemm::SOURCE,
+    &gemm_coop::SOURCE,
     &householder::SOURCE,
     &householder::SOURCE_SUBGROUP,
     &norms::SOURCE,

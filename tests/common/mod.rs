@@ -37,6 +37,22 @@ pub fn portable_ctx() -> &'static Context {
     })
 }
 
+/// A context whose large GEMMs stay on the f32 kernel (`disable_cooperative_matrix`), shared by
+/// the tests of one binary: where [`ctx`] runs them on cooperative matrices (tensor cores), the
+/// only way `gemm_large` runs. Elsewhere the same kernels as [`ctx`].
+pub fn f32_gemm_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let ctx = Context::with_options(metalcore::ContextOptions {
+            disable_cooperative_matrix: true,
+            ..Default::default()
+        })
+        .expect("a GPU or software adapter (see README)");
+        assert!(!ctx.coop_gemm());
+        ctx
+    })
+}
+
 /// SplitMix64: small, seeded, reproducible.
 pub struct Rng(u64);
 
