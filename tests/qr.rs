@@ -168,6 +168,28 @@ fn qr_reduced_on_odd_shapes_and_block_sizes() {
     }
 }
 
+/// Panels of 512 (the default from min(m, n) = 8192 where the large GEMMs run on cooperative
+/// matrices): sixteen inner T blocks merged by four levels of `t_merge`, and a last panel of
+/// 88 columns; Q in full and R alone too.
+#[test]
+fn qr_with_panels_of_512() {
+    let a = random(700, 600, 160);
+    for mode in [QrMode::Reduced, QrMode::Complete, QrMode::R] {
+        check_qr("700×600 nb=512", &a, mode, Some(512));
+    }
+    // Were MAX_BLOCK_SIZE lowered, 512 would quietly become the smaller width.
+    let opts = QrOptions {
+        block_size: Some(512),
+        ..Default::default()
+    };
+    assert_eq!(
+        metalcore::geqrf(ctx(), &upload(&a), &opts)
+            .unwrap()
+            .block_size,
+        512
+    );
+}
+
 /// Fails unless `ctx` has built `extract_vt`: a test of the Vᵀ path whose shape no longer
 /// reaches `VT_MIN_COLS` would otherwise check the transposed-V path again. Each such test runs
 /// on a context of its own, so that no other test's Vᵀ can satisfy it.

@@ -527,7 +527,7 @@ impl Blocked {
         outputs: &[usize],
     ) -> Result<Self> {
         let (m, n) = (shape.rows, shape.cols);
-        let probe = Plan::new(m, n, 1, options.block_size);
+        let probe = Plan::new_in(ctx, m, n, 1, options.block_size);
         let nb = probe.nb;
         let t_per = probe.panels() * nb * nb;
         let per = outputs
@@ -537,7 +537,7 @@ impl Blocked {
             .max()
             .unwrap_or(1);
         let chunk = chunk_len(ctx, op, options, shape, per)?;
-        let plan = Plan::new(m, n, chunk, options.block_size);
+        let plan = Plan::new(m, n, chunk, Some(nb));
         let ws = Workspace::new(ctx, op, &plan, wcols)?;
         let buffer = |elements: usize| -> Result<wgpu::Buffer> {
             ctx.check_elements(op, elements as u64, shape)?;
@@ -546,7 +546,7 @@ impl Blocked {
         Ok(Self {
             m,
             n,
-            nb: options.block_size,
+            nb: Some(nb),
             chunk,
             rv: buffer(chunk * m * n)?,
             tau: buffer(chunk * m.min(n))?,

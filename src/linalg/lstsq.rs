@@ -50,7 +50,7 @@ fn record(
     let tall = m >= n;
     // Factor A (tall) or Aᵀ (wide): the factored matrix is rows × cols with rows >= cols.
     let (rows, cols) = if tall { (m, n) } else { (n, m) };
-    let plan = Plan::new(rows, cols, 1, None);
+    let plan = Plan::new_in(ctx, rows, cols, 1, None);
     let f = GpuMatrix::uninit(ctx, op, rows, cols)?;
     let tau = GpuMatrix::uninit(ctx, op, plan.k, 1)?;
     let t = GpuMatrix::uninit(ctx, op, plan.nb, plan.panels() * plan.nb)?;

@@ -23,7 +23,8 @@
 //! submission. Every routine here is batched (matrix b at `b * stride`), so the batched QR path
 //! for matrices too large for one workgroup runs the same code.
 //!
-//! Block size rule: `nb = min(k, 128)` with k = min(m, n), and 256 where k ≥ 2048, unless
+//! Block size rule: `nb = min(k, 128)` with k = min(m, n), 256 where k ≥ 2048, and 512 where
+//! k ≥ 8192 on a context whose large GEMMs run on cooperative matrices, unless
 //! [`QrOptions::block_size`] says otherwise. Inner panels of 32 keep the sequential part of
 //! each panel short; outer panels of 128 or 256 give the trailing-update GEMMs, which do most
 //! of the flops, a K of 128 or 256 instead of 32 (measured on an H100 at 4096²: the rank-32
@@ -53,9 +54,22 @@ const WIDE_BLOCK_SIZE: usize = 256;
 /// Smallest min(m, n) that takes [`WIDE_BLOCK_SIZE`] panels by default.
 const WIDE_PANELS_FROM: usize = 2048;
 
+/// Panel width taken by default for matrices with min(m, n) ≥ [`COOP_PANELS_FROM`] where the
+/// large GEMMs run on cooperative matrices ([`Context::coop_gemm`]): there the K = 512 updates
+/// and the 512-row VᵀC products run at 42 and 51 TF/s against 32 and 40 at 256 (H200,
+/// `examples/gemm_shapes`), which more than pays for the wider panel chain at 8192². H200
+/// span, panels of 256 / 512 with cooperative matrices (BENCHMARKS.md, v94; two rounds): QR
+/// with Q 8192² 79.2–79.3 / 76.1 ms, 4096² 21.7 / 21.3–21.4, 2048² 8.02–8.03 / 8.28–8.30; geqrf
+/// 8192² 54.9 / 54.4–54.6, 4096² 17.5 / 17.8. On the f32 kernel 512 is slower (QR 8192² 84.4 /
+/// 88.5).
+const COOP_BLOCK_SIZE: usize = 512;
+
+/// Smallest min(m, n) that takes [`COOP_BLOCK_SIZE`] panels by default.
+const COOP_PANELS_FROM: usize = 8192;
+
 /// Widest panel: outer panels are factored as inner panels of 32 columns, and `t_merge`
-/// builds the outer T from up to eight of them.
-pub const MAX_BLOCK_SIZE: usize = 256;
+/// builds the outer T from them by recursive doubling (any number of them).
+pub const MAX_BLOCK_SIZE: usize = 512;
 
 /// Width of the inner panels an outer panel is factored in (the TSQR kernels' column count,
 /// and the blocks `t_merge` merges).
@@ -103,7 +117,9 @@ pub enum PanelAlgorithm {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QrOptions {
     /// Panel width nb (at most [`MAX_BLOCK_SIZE`]; larger values are lowered to it); `None`
-    /// picks `min(min(m, n), 128)`, or 256 where min(m, n) ≥ 2048.
+    /// picks `min(min(m, n), 128)`, or 256 where min(m, n) ≥ 2048, or 512 where min(m, n) ≥
+    /// 8192 and the context's large GEMMs run on cooperative matrices
+    /// ([`Context::coop_gemm`]).
     pub block_size: Option<usize>,
     /// Panel factorization; the default picks TSQR for tall panels.
     pub panel: PanelAlgorithm,
@@ -125,6 +141,22 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// [`Plan::new`] with the default panel width for `ctx`: [`COOP_BLOCK_SIZE`] from
+    /// [`COOP_PANELS_FROM`] on where its large GEMMs run on cooperative matrices.
+    pub fn new_in(
+        ctx: &Context,
+        m: usize,
+        n: usize,
+        batch: usize,
+        block_size: Option<usize>,
+    ) -> Self {
+        let wide = ctx.coop_gemm() && m.min(n) >= COOP_PANELS_FROM;
+        let block_size = block_size.or(wide.then_some(COOP_BLOCK_SIZE));
+        Self::new(m, n, batch, block_size)
+    }
+
+    /// The plan for an m×n factorization of `batch` matrices with panels of `block_size`
+    /// (clamped to [`MAX_BLOCK_SIZE`] and k), or by default 128, or 256 from min(m, n) = 2048.
     pub fn new(m: usize, n: usize, batch: usize, block_size: Option<usize>) -> Self {
         let k = m.min(n);
         let default = if k >= WIDE_PANELS_FROM {
@@ -798,7 +830,7 @@ fn factor_into(
 ) -> Result<(QrFactors, Workspace)> {
     a.check_ctx(ctx, op, "a")?;
     check_input(op, a, options)?;
-    let plan = Plan::new(a.rows(), a.cols(), 1, options.block_size).with_options(options);
+    let plan = Plan::new_in(ctx, a.rows(), a.cols(), 1, options.block_size).with_options(options);
     let rv = GpuMatrix::uninit(ctx, op, plan.m, plan.n)?;
     let tau = GpuMatrix::uninit(ctx, op, plan.k, 1)?;
     let t = GpuMatrix::uninit(ctx, op, plan.nb, plan.panels() * plan.nb)?;
