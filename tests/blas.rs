@@ -108,17 +108,6 @@ fn assert_gemm_entry(
 /// The operands of a seeded C = 0.5·op(A)·op(B) − 2·C over a random C, and the GPU's result:
 /// (A, B, C before, C after), A and B as stored (`stored_dims`).
 fn run_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-    rng: &mut Rng,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    run_gemm_in(ctx(), m, n, k, ta, tb, rng)
-}
-
-fn run_gemm_in(
     ctx: &Context,
     m: usize,
     n: usize,
@@ -141,7 +130,7 @@ fn run_gemm_in(
 
 fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
     let mut rng = Rng::new(seed);
-    let (a, b, c0, got) = run_gemm(m, n, k, ta, tb, &mut rng);
+    let (a, b, c0, got) = run_gemm(ctx(), m, n, k, ta, tb, &mut rng);
     let [(ar, ac), (br, bc)] = stored_dims(m, n, k, ta, tb);
     let ma = Mat::from_f32(ar, ac, &a);
     let mb = Mat::from_f32(br, bc, &b);
@@ -382,7 +371,7 @@ fn gemm_deep_k_every_transpose() {
     for &c in contexts {
         for &(ta, tb) in &[(false, false), (true, false), (false, true), (true, true)] {
             seed += 1;
-            check_sampled_entries_in(c, m, n, k, ta, tb, seed);
+            check_sampled_entries(c, m, n, k, ta, tb, seed);
         }
     }
     // The written-out loop is what this test is for, with every transpose: were a host threshold
@@ -423,11 +412,7 @@ fn gemm_deep_k_every_transpose() {
 
 /// Checks C = 0.5·op(A)·op(B) − 2·C (seeded) against f64 on every entry of the last five rows
 /// and last three columns (the ragged tiles) and on 3000 seeded entries elsewhere.
-fn check_sampled_entries(m: usize, n: usize, k: usize, ta: bool, tb: bool, seed: u64) {
-    check_sampled_entries_in(ctx(), m, n, k, ta, tb, seed);
-}
-
-fn check_sampled_entries_in(
+fn check_sampled_entries(
     ctx: &Context,
     m: usize,
     n: usize,
@@ -437,7 +422,7 @@ fn check_sampled_entries_in(
     seed: u64,
 ) {
     let mut rng = Rng::new(seed);
-    let (a, b, c0, got) = run_gemm_in(ctx, m, n, k, ta, tb, &mut rng);
+    let (a, b, c0, got) = run_gemm(ctx, m, n, k, ta, tb, &mut rng);
     let opa = |i: usize, l: usize| a[if ta { l + i * k } else { i + l * m }] as f64;
     let opb = |l: usize, j: usize| b[if tb { j + l * n } else { l + j * k }] as f64;
     let mut entries: Vec<(usize, usize)> = Vec::new();
@@ -467,7 +452,7 @@ fn check_sampled_entries_in(
 #[test]
 fn gemm_split_k_deep_slices() {
     for (seed, ta) in [(950, true), (951, false)] {
-        check_sampled_entries(1024, 1024, 4096, ta, false, seed);
+        check_sampled_entries(ctx(), 1024, 1024, 4096, ta, false, seed);
     }
 }
 

@@ -73,28 +73,30 @@ const LEFT_SPLIT_MIN_K: usize = 32;
 /// reduction launch (trsm's 128×4096×128 updates were 0.2 ms slower split in two).
 const SPLIT_MIN_TOTAL_K: usize = 512;
 
+/// The parameter block of gemm.wgsl (and of gemm_coop.wgsl, whose `a_groups` sits in
+/// `gram_off`'s place).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    stride_a: u32,
-    stride_b: u32,
-    stride_c: u32,
-    alpha: f32,
-    beta: f32,
-    gram_off: u32,
-    gram_stride: u32,
-    gram_skip: u32,
-    gram_b: u32,
-    _pad: [u32; 2],
+pub(crate) struct Params {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k: u32,
+    pub(crate) lda: u32,
+    pub(crate) ldb: u32,
+    pub(crate) ldc: u32,
+    pub(crate) a_offset: u32,
+    pub(crate) b_offset: u32,
+    pub(crate) c_offset: u32,
+    pub(crate) stride_a: u32,
+    pub(crate) stride_b: u32,
+    pub(crate) stride_c: u32,
+    pub(crate) alpha: f32,
+    pub(crate) beta: f32,
+    pub(crate) gram_off: u32,
+    pub(crate) gram_stride: u32,
+    pub(crate) gram_skip: u32,
+    pub(crate) gram_b: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Where the 64×64 kernel also writes the partial Grams of C's first `b` columns (the WGSL's
@@ -357,6 +359,32 @@ impl<'a> Gemm<'a> {
         (scratch, slices)
     }
 
+    /// The product's parameters for the batch members from `done` on (no Gram).
+    pub(crate) fn params_from(&self, done: usize) -> Params {
+        Params {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            lda: self.a.ld,
+            ldb: self.b.ld,
+            ldc: self.c.ld,
+            a_offset: self.a.offset + (done * self.strides[0]) as u32,
+            b_offset: self.b.offset + (done * self.strides[1]) as u32,
+            c_offset: self.c.offset + (done * self.strides[2]) as u32,
+            stride_a: self.strides[0] as u32,
+            stride_b: self.strides[1] as u32,
+            stride_c: self.strides[2] as u32,
+            // k == 0: the product is empty, C = beta * C.
+            alpha: if self.k == 0 { 0.0 } else { self.alpha },
+            beta: self.beta,
+            gram_off: 0,
+            gram_stride: 0,
+            gram_skip: 0,
+            gram_b: 0,
+            _pad: [0; 2],
+        }
+    }
+
     /// Parameters of a reduction over `slices` partial products into C (`b_offset` and `ldb`:
     /// the T of [`Self::record_split_left`]).
     fn reduce_params(&self, slices: usize, b_offset: u32, ldb: u32) -> Params {
@@ -452,26 +480,11 @@ impl<'a> Gemm<'a> {
         while done < self.batch {
             let chunk = (self.batch - done).min(max_z);
             let params = Params {
-                m: self.m as u32,
-                n: self.n as u32,
-                k: self.k as u32,
-                lda: self.a.ld,
-                ldb: self.b.ld,
-                ldc: self.c.ld,
-                a_offset: self.a.offset + (done * self.strides[0]) as u32,
-                b_offset: self.b.offset + (done * self.strides[1]) as u32,
-                c_offset: self.c.offset + (done * self.strides[2]) as u32,
-                stride_a: self.strides[0] as u32,
-                stride_b: self.strides[1] as u32,
-                stride_c: self.strides[2] as u32,
-                // k == 0: the product is empty, C = beta * C.
-                alpha: if self.k == 0 { 0.0 } else { self.alpha },
-                beta: self.beta,
                 gram_off: gram.map_or(0, |g| g.offset + done * g.stride) as u32,
                 gram_stride: gram.map_or(0, |g| g.stride) as u32,
                 gram_skip: gram.map_or(0, |g| g.skip) as u32,
                 gram_b: gram.map_or(0, |g| g.b) as u32,
-                _pad: [0; 2],
+                ..self.params_from(done)
             };
             let operands = [
                 (self.a.buffer, Access::Read),

@@ -2,7 +2,7 @@
 //! context has them ([`Context::coop_gemm`]). Same products and 128×128 tiles as
 //! `gemm_large`, so [`Gemm`]'s choices (split-K, which kernel) do not change.
 
-use super::gemm::Gemm;
+use super::gemm::{Gemm, Params};
 use crate::context::{Access, Context, KernelSource, Recorder};
 
 pub(crate) const SOURCE: KernelSource = KernelSource {
@@ -15,27 +15,6 @@ const TILE: u32 = 128;
 /// Workgroup storage `gemm_coop` declares (bytes): the hi and lo halves of A's 128×16 and B's
 /// 16×128 tiles (padded), a 16×16 f32 block per subgroup, the tile's 256 scale exponents.
 pub(crate) const STORAGE_BYTES: u32 = 2 * 2176 * 2 + 2 * 3072 * 2 + 2048 * 4 + 256 * 4;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    stride_a: u32,
-    stride_b: u32,
-    stride_c: u32,
-    alpha: f32,
-    beta: f32,
-    a_groups: u32,
-    _pad: [u32; 5],
-}
 
 /// `line_max`'s LONG_LINE: from this K on, a line stored contiguously takes a workgroup.
 const LONG_LINE: usize = 1024;
@@ -88,24 +67,10 @@ pub(crate) fn record(g: &Gemm, rec: &mut Recorder, ctx: &Context) {
         // The exponents: one buffer for every product of a submission (wgpu orders each
         // line_max after the gemm_coop before it that reads the same buffer).
         let scales = ctx.scratch_buffer("metalcore gemm scales", ((g.m + g.n) * chunk) as u64);
+        // line_max's a_groups in the gram_off slot (gemm_coop.wgsl's Params).
         let params = Params {
-            m: g.m as u32,
-            n: g.n as u32,
-            k: g.k as u32,
-            lda: g.a.ld,
-            ldb: g.b.ld,
-            ldc: g.c.ld,
-            a_offset: g.a.offset + (done * g.strides[0]) as u32,
-            b_offset: g.b.offset + (done * g.strides[1]) as u32,
-            c_offset: g.c.offset + (done * g.strides[2]) as u32,
-            stride_a: g.strides[0] as u32,
-            stride_b: g.strides[1] as u32,
-            stride_c: g.strides[2] as u32,
-            // k == 0: the product is empty, C = beta * C.
-            alpha: if g.k == 0 { 0.0 } else { g.alpha },
-            beta: g.beta,
-            a_groups,
-            _pad: [0; 5],
+            gram_off: a_groups,
+            ..g.params_from(done)
         };
         rec.dispatch(
             ctx,
