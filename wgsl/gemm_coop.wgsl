@@ -115,66 +115,70 @@ fn hi_part(y: f32) -> f32 {
     return bitcast<f32>((bitcast<u32>(y) + 0x1000u) & 0xffffe000u);
 }
 
-// The split of the scaled y into the two staged halves at index i of A's tiles, or of B's when
-// `of_b`. An Inf or NaN is staged as 0: its row or column of C is set to NaN at the end (see
-// `line_max`), and no other entry may see it (drivers need not keep NaNs through f16
-// conversions and matrix products).
-fn put(of_b: bool, i: u32, y: f32) {
+// The split of the scaled y into the two staged halves at index i. (A and B have a function
+// each, as below for loads, fetches, scales and staging: one set with an of_b flag, folded at
+// each call in principle, made the kernel 45% slower on an H200 — matmul 8192² 18.6 → 27.0 ms;
+// BENCHMARKS.md, "Noticed (session 18)".) An Inf or NaN is staged as 0:
+// its row or column of C is set to NaN at the end (see `line_max`), and no other entry may see
+// it (drivers need not keep NaNs through f16 conversions and matrix products).
+fn put_a(i: u32, y: f32) {
     let x = select(0.0, y, is_finite(y));
     let h = hi_part(x);
-    if of_b {
-        b_hi[i] = f16(h);
-        b_lo[i] = f16(x - h);
-    } else {
-        a_hi[i] = f16(h);
-        a_lo[i] = f16(x - h);
-    }
+    a_hi[i] = f16(h);
+    a_lo[i] = f16(x - h);
+}
+
+fn put_b(i: u32, y: f32) {
+    let x = select(0.0, y, is_finite(y));
+    let h = hi_part(x);
+    b_hi[i] = f16(h);
+    b_lo[i] = f16(x - h);
 }
 
 fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) < 0x7f800000u;
 }
 
-// op(A)[line, kk], or op(B)[kk, line] when `of_b` (0 outside), from the product's base offset.
-fn load_op(of_b: bool, base: u32, line: u32, kk: u32) -> f32 {
-    if kk >= p.k {
+// op(A)[i, kk] (0 outside).
+fn load_a(a_base: u32, i: u32, kk: u32) -> f32 {
+    if i >= p.m || kk >= p.k {
         return 0.0;
     }
-    if of_b {
-        if line >= p.n {
-            return 0.0;
-        }
-        return b[base + select(kk + line * p.ldb, line + kk * p.ldb, TRANS_B)];
+    if TRANS_A {
+        return a[a_base + kk + i * p.lda];
     }
-    if line >= p.m {
+    return a[a_base + i + kk * p.lda];
+}
+
+// op(B)[kk, j] (0 outside).
+fn load_b(b_base: u32, kk: u32, j: u32) -> f32 {
+    if kk >= p.k || j >= p.n {
         return 0.0;
     }
-    return a[base + select(line + kk * p.lda, kk + line * p.lda, TRANS_A)];
-}
-
-// Element e (0..2048) of a K step's tile of op(A) (128 rows × 16) or op(B) (16 × 128 columns):
-// its line (row of op(A), column of op(B)) and its position along K, consecutive e running
-// along the operand's contiguous direction (down K for A when TRANS_A, for B unless TRANS_B).
-fn tile_line(of_b: bool, e: u32) -> u32 {
-    let along_k = select(TRANS_A, !TRANS_B, of_b);
-    return select(e % 128u, e / 16u, along_k);
-}
-
-fn tile_kk(of_b: bool, e: u32) -> u32 {
-    let along_k = select(TRANS_A, !TRANS_B, of_b);
-    return select(e / 128u, e % 16u, along_k);
-}
-
-// Where element e goes in the staged tile: A's column-major by kk (leading dimension LA), B's
-// by column (LB).
-fn tile_at(of_b: bool, e: u32) -> u32 {
-    if of_b {
-        return tile_line(true, e) * LB + tile_kk(true, e);
+    if TRANS_B {
+        return b[b_base + j + kk * p.ldb];
     }
-    return tile_kk(false, e) * LA + tile_line(false, e);
+    return b[b_base + kk + j * p.ldb];
 }
 
-// The eight elements an invocation stages per K step (e = t + 256q), of A or B.
+// Element e (0..2048) of a K step's A tile: (row, kk) along the operand's contiguous direction.
+fn a_row(e: u32) -> u32 {
+    return select(e % 128u, e / 16u, TRANS_A);
+}
+
+fn a_kk(e: u32) -> u32 {
+    return select(e / 128u, e % 16u, TRANS_A);
+}
+
+fn b_kk(e: u32) -> u32 {
+    return select(e % 16u, e / 128u, TRANS_B);
+}
+
+fn b_col(e: u32) -> u32 {
+    return select(e / 16u, e % 128u, TRANS_B);
+}
+
+// The eight elements an invocation stages per K step, for A or B.
 struct Eight {
     x0: f32,
     x1: f32,
@@ -186,18 +190,38 @@ struct Eight {
     x7: f32,
 }
 
-// Invocation t's elements of the K step from k0, for the tile whose first line is line0.
-fn fetch(of_b: bool, base: u32, line0: u32, k0: u32, t: u32) -> Eight {
+fn fetch_a(a_base: u32, row0: u32, k0: u32, t: u32) -> Eight {
     return Eight(
-        load_op(of_b, base, line0 + tile_line(of_b, t), k0 + tile_kk(of_b, t)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 256u), k0 + tile_kk(of_b, t + 256u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 512u), k0 + tile_kk(of_b, t + 512u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 768u), k0 + tile_kk(of_b, t + 768u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 1024u), k0 + tile_kk(of_b, t + 1024u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 1280u), k0 + tile_kk(of_b, t + 1280u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 1536u), k0 + tile_kk(of_b, t + 1536u)),
-        load_op(of_b, base, line0 + tile_line(of_b, t + 1792u), k0 + tile_kk(of_b, t + 1792u)),
+        load_a(a_base, row0 + a_row(t), k0 + a_kk(t)),
+        load_a(a_base, row0 + a_row(t + 256u), k0 + a_kk(t + 256u)),
+        load_a(a_base, row0 + a_row(t + 512u), k0 + a_kk(t + 512u)),
+        load_a(a_base, row0 + a_row(t + 768u), k0 + a_kk(t + 768u)),
+        load_a(a_base, row0 + a_row(t + 1024u), k0 + a_kk(t + 1024u)),
+        load_a(a_base, row0 + a_row(t + 1280u), k0 + a_kk(t + 1280u)),
+        load_a(a_base, row0 + a_row(t + 1536u), k0 + a_kk(t + 1536u)),
+        load_a(a_base, row0 + a_row(t + 1792u), k0 + a_kk(t + 1792u)),
     );
+}
+
+fn fetch_b(b_base: u32, col0: u32, k0: u32, t: u32) -> Eight {
+    return Eight(
+        load_b(b_base, k0 + b_kk(t), col0 + b_col(t)),
+        load_b(b_base, k0 + b_kk(t + 256u), col0 + b_col(t + 256u)),
+        load_b(b_base, k0 + b_kk(t + 512u), col0 + b_col(t + 512u)),
+        load_b(b_base, k0 + b_kk(t + 768u), col0 + b_col(t + 768u)),
+        load_b(b_base, k0 + b_kk(t + 1024u), col0 + b_col(t + 1024u)),
+        load_b(b_base, k0 + b_kk(t + 1280u), col0 + b_col(t + 1280u)),
+        load_b(b_base, k0 + b_kk(t + 1536u), col0 + b_col(t + 1536u)),
+        load_b(b_base, k0 + b_kk(t + 1792u), col0 + b_col(t + 1792u)),
+    );
+}
+
+fn a_at(e: u32) -> u32 {
+    return a_kk(e) * LA + a_row(e);
+}
+
+fn b_at(e: u32) -> u32 {
+    return b_col(e) * LB + b_kk(e);
 }
 
 // Exponent of tile line l (rows 0..127, then columns) without the NONFINITE mark.
@@ -206,32 +230,54 @@ fn exp_of(l: u32) -> i32 {
     return select(e, e - NONFINITE, e >= NONFINITE / 2);
 }
 
-// The scales 2^σ of the rows of invocation t's eight A elements (one row eight times unless
-// TRANS_A), or 2^τ of the columns of its B elements.
-fn line_scales(of_b: bool, t: u32) -> Eight {
-    let l0 = select(0u, 128u, of_b);
+// The scales 2^σ of the rows of this invocation's eight A elements (the same row eight times
+// unless TRANS_A), and 2^τ of the columns of its B elements.
+fn scales_a(t: u32) -> Eight {
     return Eight(
-        pow2(exp_of(l0 + tile_line(of_b, t))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 256u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 512u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 768u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 1024u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 1280u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 1536u))),
-        pow2(exp_of(l0 + tile_line(of_b, t + 1792u))),
+        pow2(exp_of(a_row(t))),
+        pow2(exp_of(a_row(t + 256u))),
+        pow2(exp_of(a_row(t + 512u))),
+        pow2(exp_of(a_row(t + 768u))),
+        pow2(exp_of(a_row(t + 1024u))),
+        pow2(exp_of(a_row(t + 1280u))),
+        pow2(exp_of(a_row(t + 1536u))),
+        pow2(exp_of(a_row(t + 1792u))),
     );
 }
 
-// Invocation t's elements v, times their scales s, split into the staged tiles.
-fn stage(of_b: bool, v: Eight, s: Eight, t: u32) {
-    put(of_b, tile_at(of_b, t), v.x0 * s.x0);
-    put(of_b, tile_at(of_b, t + 256u), v.x1 * s.x1);
-    put(of_b, tile_at(of_b, t + 512u), v.x2 * s.x2);
-    put(of_b, tile_at(of_b, t + 768u), v.x3 * s.x3);
-    put(of_b, tile_at(of_b, t + 1024u), v.x4 * s.x4);
-    put(of_b, tile_at(of_b, t + 1280u), v.x5 * s.x5);
-    put(of_b, tile_at(of_b, t + 1536u), v.x6 * s.x6);
-    put(of_b, tile_at(of_b, t + 1792u), v.x7 * s.x7);
+fn scales_b(t: u32) -> Eight {
+    return Eight(
+        pow2(exp_of(128u + b_col(t))),
+        pow2(exp_of(128u + b_col(t + 256u))),
+        pow2(exp_of(128u + b_col(t + 512u))),
+        pow2(exp_of(128u + b_col(t + 768u))),
+        pow2(exp_of(128u + b_col(t + 1024u))),
+        pow2(exp_of(128u + b_col(t + 1280u))),
+        pow2(exp_of(128u + b_col(t + 1536u))),
+        pow2(exp_of(128u + b_col(t + 1792u))),
+    );
+}
+
+fn stage_a(v: Eight, s: Eight, t: u32) {
+    put_a(a_at(t), v.x0 * s.x0);
+    put_a(a_at(t + 256u), v.x1 * s.x1);
+    put_a(a_at(t + 512u), v.x2 * s.x2);
+    put_a(a_at(t + 768u), v.x3 * s.x3);
+    put_a(a_at(t + 1024u), v.x4 * s.x4);
+    put_a(a_at(t + 1280u), v.x5 * s.x5);
+    put_a(a_at(t + 1536u), v.x6 * s.x6);
+    put_a(a_at(t + 1792u), v.x7 * s.x7);
+}
+
+fn stage_b(v: Eight, s: Eight, t: u32) {
+    put_b(b_at(t), v.x0 * s.x0);
+    put_b(b_at(t + 256u), v.x1 * s.x1);
+    put_b(b_at(t + 512u), v.x2 * s.x2);
+    put_b(b_at(t + 768u), v.x3 * s.x3);
+    put_b(b_at(t + 1024u), v.x4 * s.x4);
+    put_b(b_at(t + 1280u), v.x5 * s.x5);
+    put_b(b_at(t + 1536u), v.x6 * s.x6);
+    put_b(b_at(t + 1792u), v.x7 * s.x7);
 }
 
 // acc + (lo·hi + hi·lo + hi·hi), the small terms first: the step's three products summed from
@@ -360,8 +406,8 @@ fn gemm_coop(
         tile_exp[t] = i32(scales[sbase + p.m + min(col0 + t - 128u, p.n - 1u)]);
     }
     workgroupBarrier();
-    let sa = line_scales(false, t);
-    let sb = line_scales(true, t);
+    let sa = scales_a(t);
+    let sb = scales_b(t);
 
     var c00 = coop_mat16x16<f32, C>();
     var c10 = coop_mat16x16<f32, C>();
@@ -371,16 +417,16 @@ fn gemm_coop(
     var c11 = coop_mat16x16<f32, C>();
     var c21 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
-    var va = fetch(false, a_base, row0, 0u, t);
-    var vb = fetch(true, b_base, col0, 0u, t);
+    var va = fetch_a(a_base, row0, 0u, t);
+    var vb = fetch_b(b_base, col0, 0u, t);
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-        stage(false, va, sa, t);
-        stage(true, vb, sb, t);
+        stage_a(va, sa, t);
+        stage_b(vb, sb, t);
         workgroupBarrier();
         let k1 = k0 + 16u;
         if k1 < p.k {
-            va = fetch(false, a_base, row0, k1, t);
-            vb = fetch(true, b_base, col0, k1, t);
+            va = fetch_a(a_base, row0, k1, t);
+            vb = fetch_b(b_base, col0, k1, t);
         }
         let b0h = coopLoad<coop_mat16x16<f16, B>>(&b_hi[wc * LB], LB);
         let b0l = coopLoad<coop_mat16x16<f16, B>>(&b_lo[wc * LB], LB);
