@@ -506,7 +506,9 @@ fn record_qr_chunked(
 struct Blocked {
     m: usize,
     n: usize,
-    nb: Option<usize>,
+    /// Panel width, resolved once (the context's default where the options give none), so that
+    /// every plan of every chunk agrees.
+    nb: usize,
     chunk: usize,
     rv: wgpu::Buffer,
     tau: wgpu::Buffer,
@@ -546,7 +548,7 @@ impl Blocked {
         Ok(Self {
             m,
             n,
-            nb: Some(nb),
+            nb,
             chunk,
             rv: buffer(chunk * m * n)?,
             tau: buffer(chunk * m.min(n))?,
@@ -558,7 +560,7 @@ impl Blocked {
 
     /// Views of the factored chunk: R_V (m×n each) and the T blocks.
     fn factors(&self) -> (Mats<'_>, Mats<'_>) {
-        let nb = Plan::new(self.m, self.n, 1, self.nb).nb;
+        let nb = self.nb;
         (
             Mats::new(&self.rv, 0, self.m, self.m * self.n),
             Mats::new(&self.t, 0, nb, self.t_per),
@@ -575,7 +577,7 @@ impl Blocked {
         len: usize,
     ) -> Plan {
         let (m, n) = (self.m, self.n);
-        let plan = Plan::new(m, n, len, self.nb);
+        let plan = Plan::new(m, n, len, Some(self.nb));
         rec.copy(
             &a.buffer,
             (b0 * m * n) as u64,
