@@ -377,11 +377,7 @@ impl<'a> Gemm<'a> {
             // k == 0: the product is empty, C = beta * C.
             alpha: if self.k == 0 { 0.0 } else { self.alpha },
             beta: self.beta,
-            gram_off: 0,
-            gram_stride: 0,
-            gram_skip: 0,
-            gram_b: 0,
-            _pad: [0; 2],
+            ..bytemuck::Zeroable::zeroed()
         }
     }
 
@@ -392,22 +388,13 @@ impl<'a> Gemm<'a> {
             m: self.m as u32,
             n: self.n as u32,
             k: slices as u32,
-            lda: 0,
             ldb,
             ldc: self.c.ld,
-            a_offset: 0,
             b_offset,
             c_offset: self.c.offset,
-            stride_a: 0,
-            stride_b: 0,
-            stride_c: 0,
             alpha: self.alpha,
             beta: self.beta,
-            gram_off: 0,
-            gram_stride: 0,
-            gram_skip: 0,
-            gram_b: 0,
-            _pad: [0; 2],
+            ..bytemuck::Zeroable::zeroed()
         }
     }
 
