@@ -110,7 +110,7 @@ fn pow2(e: i32) -> f32 {
 }
 
 // x (scaled) to 11 significant bits, rounded half away from zero on the bits; exact in f16 for
-// magnitudes in f16's normal range. Infinities and NaNs stay what they are.
+// magnitudes in f16's normal range (only finite values reach it: `put_a`, `put_b`).
 fn hi_part(y: f32) -> f32 {
     return bitcast<f32>((bitcast<u32>(y) + 0x1000u) & 0xffffe000u);
 }
@@ -474,8 +474,8 @@ fn finish(acc: coop_mat16x16<f32, C>, ob: u32, lane: u32, c_base: u32, row0: u32
     let ti = r + lane % 16u;
     let tj = j + lane / 16u;
     let i = row0 + ti;
-    let back = tile_exp[ti];
-    // (the row's exponent, NONFINITE included: put_c tests the sum)
+    // The row's exponent, NONFINITE mark included (put_c tests it).
+    let sigma = tile_exp[ti];
     let o0 = old_c(c_base, i, col0 + tj);
     let o1 = old_c(c_base, i, col0 + tj + 2u);
     let o2 = old_c(c_base, i, col0 + tj + 4u);
@@ -484,14 +484,14 @@ fn finish(acc: coop_mat16x16<f32, C>, ob: u32, lane: u32, c_base: u32, row0: u32
     let o5 = old_c(c_base, i, col0 + tj + 10u);
     let o6 = old_c(c_base, i, col0 + tj + 12u);
     let o7 = old_c(c_base, i, col0 + tj + 14u);
-    put_c(c_base, i, col0, tj, out_tile[ob + lane], o0, back);
-    put_c(c_base, i, col0, tj + 2u, out_tile[ob + lane + 32u], o1, back);
-    put_c(c_base, i, col0, tj + 4u, out_tile[ob + lane + 64u], o2, back);
-    put_c(c_base, i, col0, tj + 6u, out_tile[ob + lane + 96u], o3, back);
-    put_c(c_base, i, col0, tj + 8u, out_tile[ob + lane + 128u], o4, back);
-    put_c(c_base, i, col0, tj + 10u, out_tile[ob + lane + 160u], o5, back);
-    put_c(c_base, i, col0, tj + 12u, out_tile[ob + lane + 192u], o6, back);
-    put_c(c_base, i, col0, tj + 14u, out_tile[ob + lane + 224u], o7, back);
+    put_c(c_base, i, col0, tj, out_tile[ob + lane], o0, sigma);
+    put_c(c_base, i, col0, tj + 2u, out_tile[ob + lane + 32u], o1, sigma);
+    put_c(c_base, i, col0, tj + 4u, out_tile[ob + lane + 64u], o2, sigma);
+    put_c(c_base, i, col0, tj + 6u, out_tile[ob + lane + 96u], o3, sigma);
+    put_c(c_base, i, col0, tj + 8u, out_tile[ob + lane + 128u], o4, sigma);
+    put_c(c_base, i, col0, tj + 10u, out_tile[ob + lane + 160u], o5, sigma);
+    put_c(c_base, i, col0, tj + 12u, out_tile[ob + lane + 192u], o6, sigma);
+    put_c(c_base, i, col0, tj + 14u, out_tile[ob + lane + 224u], o7, sigma);
     workgroupBarrier();
 }
 

@@ -27,14 +27,18 @@ pub fn ctx() -> &'static Context {
 pub fn portable_ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| {
-        let ctx = Context::with_options(metalcore::ContextOptions {
+        let ctx = with_options(metalcore::ContextOptions {
             disable_subgroups: true,
             ..Default::default()
-        })
-        .expect("a GPU or software adapter (see README)");
+        });
         assert!(!ctx.features().contains(wgpu::Features::SUBGROUP));
         ctx
     })
+}
+
+/// A context with `options` (panics without an adapter, as every test needs one).
+fn with_options(options: metalcore::ContextOptions) -> Context {
+    Context::with_options(options).expect("a GPU or software adapter (see README)")
 }
 
 /// A context whose large GEMMs stay on the f32 kernel (`disable_cooperative_matrix`), shared by
@@ -43,11 +47,10 @@ pub fn portable_ctx() -> &'static Context {
 pub fn f32_gemm_ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| {
-        let ctx = Context::with_options(metalcore::ContextOptions {
+        let ctx = with_options(metalcore::ContextOptions {
             disable_cooperative_matrix: true,
             ..Default::default()
-        })
-        .expect("a GPU or software adapter (see README)");
+        });
         assert!(!ctx.coop_gemm());
         ctx
     })
