@@ -399,6 +399,9 @@ fn gemm_coop(
 
     // Exponents of the tile's rows (invocations 0..127) and columns (128..255); lines past the
     // matrix are never stored.
+    // The first K step's elements, in flight while the exponents are read.
+    var va = fetch_a(a_base, row0, 0u, t);
+    var vb = fetch_b(b_base, col0, 0u, t);
     let sbase = wid.z * (p.m + p.n);
     if t < 128u {
         tile_exp[t] = i32(scales[sbase + min(row0 + t, p.m - 1u)]);
@@ -417,8 +420,6 @@ fn gemm_coop(
     var c11 = coop_mat16x16<f32, C>();
     var c21 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
-    var va = fetch_a(a_base, row0, 0u, t);
-    var vb = fetch_b(b_base, col0, 0u, t);
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
         stage_a(va, sa, t);
         stage_b(vb, sb, t);
@@ -452,23 +453,41 @@ fn gemm_coop(
     }
     let lane = t % 32u;
     let ob = w * 256u;
-    finish(c00, ob, lane, c_base, row0, col0, wr, wc);
-    finish(c10, ob, lane, c_base, row0, col0, wr + 16u, wc);
-    finish(c20, ob, lane, c_base, row0, col0, wr + 32u, wc);
-    finish(c30, ob, lane, c_base, row0, col0, wr + 48u, wc);
-    finish(c01, ob, lane, c_base, row0, col0, wr, wc + 16u);
-    finish(c11, ob, lane, c_base, row0, col0, wr + 16u, wc + 16u);
-    finish(c21, ob, lane, c_base, row0, col0, wr + 32u, wc + 16u);
-    finish(c31, ob, lane, c_base, row0, col0, wr + 48u, wc + 16u);
+    let i0 = row0 + wr + lane % 16u;
+    let j0 = col0 + wc + lane / 16u;
+    let o00 = olds(c_base, i0, j0);
+    let o10 = olds(c_base, i0 + 16u, j0);
+    let o20 = olds(c_base, i0 + 32u, j0);
+    let o30 = olds(c_base, i0 + 48u, j0);
+    let o01 = olds(c_base, i0, j0 + 16u);
+    let o11 = olds(c_base, i0 + 16u, j0 + 16u);
+    let o21 = olds(c_base, i0 + 32u, j0 + 16u);
+    let o31 = olds(c_base, i0 + 48u, j0 + 16u);
+    finish(c00, o00, ob, lane, c_base, row0, col0, wr, wc);
+    finish(c10, o10, ob, lane, c_base, row0, col0, wr + 16u, wc);
+    finish(c20, o20, ob, lane, c_base, row0, col0, wr + 32u, wc);
+    finish(c30, o30, ob, lane, c_base, row0, col0, wr + 48u, wc);
+    finish(c01, o01, ob, lane, c_base, row0, col0, wr, wc + 16u);
+    finish(c11, o11, ob, lane, c_base, row0, col0, wr + 16u, wc + 16u);
+    finish(c21, o21, ob, lane, c_base, row0, col0, wr + 32u, wc + 16u);
+    finish(c31, o31, ob, lane, c_base, row0, col0, wr + 48u, wc + 16u);
+}
+
+// The old C a lane's `finish` of one block takes: row i, columns j, j + 2, …, j + 14.
+fn olds(c_base: u32, i: u32, j: u32) -> Eight {
+    return Eight(old_c(c_base, i, j), old_c(c_base, i, j + 2u), old_c(c_base, i, j + 4u),
+                 old_c(c_base, i, j + 6u), old_c(c_base, i, j + 8u), old_c(c_base, i, j + 10u),
+                 old_c(c_base, i, j + 12u), old_c(c_base, i, j + 14u));
 }
 
 // C = alpha·2^-(σ_i+τ_j)·acc + beta·C for the 16×16 block at tile rows r, columns j of the
 // tile at (row0, col0), through the subgroup's part of `out_tile` (from `ob`): lane l takes
-// elements l + 32q, q = 0..7 (row r + l % 16, columns j + l / 16 + 2q). Old values are all read
-// before any store: C is read_write and, for all the compiler knows, a store may alias a later
-// load (gemm.wgsl's v41 note).
-fn finish(acc: coop_mat16x16<f32, C>, ob: u32, lane: u32, c_base: u32, row0: u32, col0: u32,
-          r: u32, j: u32) {
+// elements l + 32q, q = 0..7 (row r + l % 16, columns j + l / 16 + 2q), whose old values are
+// `o`. gemm_coop reads the old values of all eight blocks before the first store: C is
+// read_write and, for all the compiler knows, a store may alias a later load (gemm.wgsl's v41
+// note), so loads issued block by block waited out a memory latency each (BENCHMARKS.md, v95).
+fn finish(acc: coop_mat16x16<f32, C>, o: Eight, ob: u32, lane: u32, c_base: u32, row0: u32,
+          col0: u32, r: u32, j: u32) {
     coopStore(acc, &out_tile[ob], 16u);
     workgroupBarrier();
     let ti = r + lane % 16u;
@@ -476,22 +495,14 @@ fn finish(acc: coop_mat16x16<f32, C>, ob: u32, lane: u32, c_base: u32, row0: u32
     let i = row0 + ti;
     // The row's exponent, NONFINITE mark included (put_c tests it).
     let sigma = tile_exp[ti];
-    let o0 = old_c(c_base, i, col0 + tj);
-    let o1 = old_c(c_base, i, col0 + tj + 2u);
-    let o2 = old_c(c_base, i, col0 + tj + 4u);
-    let o3 = old_c(c_base, i, col0 + tj + 6u);
-    let o4 = old_c(c_base, i, col0 + tj + 8u);
-    let o5 = old_c(c_base, i, col0 + tj + 10u);
-    let o6 = old_c(c_base, i, col0 + tj + 12u);
-    let o7 = old_c(c_base, i, col0 + tj + 14u);
-    put_c(c_base, i, col0, tj, out_tile[ob + lane], o0, sigma);
-    put_c(c_base, i, col0, tj + 2u, out_tile[ob + lane + 32u], o1, sigma);
-    put_c(c_base, i, col0, tj + 4u, out_tile[ob + lane + 64u], o2, sigma);
-    put_c(c_base, i, col0, tj + 6u, out_tile[ob + lane + 96u], o3, sigma);
-    put_c(c_base, i, col0, tj + 8u, out_tile[ob + lane + 128u], o4, sigma);
-    put_c(c_base, i, col0, tj + 10u, out_tile[ob + lane + 160u], o5, sigma);
-    put_c(c_base, i, col0, tj + 12u, out_tile[ob + lane + 192u], o6, sigma);
-    put_c(c_base, i, col0, tj + 14u, out_tile[ob + lane + 224u], o7, sigma);
+    put_c(c_base, i, col0, tj, out_tile[ob + lane], o.x0, sigma);
+    put_c(c_base, i, col0, tj + 2u, out_tile[ob + lane + 32u], o.x1, sigma);
+    put_c(c_base, i, col0, tj + 4u, out_tile[ob + lane + 64u], o.x2, sigma);
+    put_c(c_base, i, col0, tj + 6u, out_tile[ob + lane + 96u], o.x3, sigma);
+    put_c(c_base, i, col0, tj + 8u, out_tile[ob + lane + 128u], o.x4, sigma);
+    put_c(c_base, i, col0, tj + 10u, out_tile[ob + lane + 160u], o.x5, sigma);
+    put_c(c_base, i, col0, tj + 12u, out_tile[ob + lane + 192u], o.x6, sigma);
+    put_c(c_base, i, col0, tj + 14u, out_tile[ob + lane + 224u], o.x7, sigma);
     workgroupBarrier();
 }
 
