@@ -10,16 +10,16 @@
 // of two 2^σ_i and every column j of op(B) by 2^τ_j (from the line's largest finite magnitude,
 // so that it lands in [2^14, 2^15): `line_max`), and each scaled element y is split into hi + lo,
 // hi = y rounded to 11 significant bits, lo = y − hi rounded to f16 (11 more): y to about 2^-23
-// relative. Per K step a tile takes lo·hi + hi·lo + hi·hi, each product of f16s exact in the f32
+// relative. Per 16 of K a tile takes lo·hi + hi·lo + hi·hi, each product of f16s exact in the f32
 // accumulation; lo·lo (2^-22 relative) is left out. The scales do not change along K, so the
 // accumulator holds 2^(σ_i+τ_j)·C_ij and the epilogue multiplies it back. Elements more than 2^17
 // below their line's largest have a subnormal lo, an absolute error of about 2^-39 of that
-// largest: nothing normwise. Each K step's products are summed from zero and added to the
+// largest: nothing normwise. Each 16 of K's products are summed from zero and added to the
 // accumulators in f32 (`mma3` says why); the result is then more accurate than gemm_large's
 // (16-term blocks added in f32 instead of one chain of K FMAs).
 //
 // requires: subgroups of 32, cooperative matrices and f16 (translated to SPIR-V and MSL only, and
-// up to 32 KiB of workgroup storage: tests/portability.rs).
+// up to 48 KiB of workgroup storage: tests/portability.rs).
 //
 // Entry points:
 //   line_max   the scale exponents σ_i of op(A)'s rows and τ_j of op(B)'s columns, as f32, to
@@ -29,9 +29,9 @@
 //              would keep ±Inf); run before gemm_coop on the same operands. A line stored
 //              contiguously is a row of op(A) when TRANS_A, a column of op(B) unless TRANS_B.
 //   gemm_coop  the product. 256 invocations in eight subgroups of 32, each subgroup a 64×32
-//              block of the tile (4×2 cooperative 16×16 accumulators); K step 16, the next
+//              block of the tile (4×2 cooperative 16×16 accumulators); K step 32, the next
 //              step's elements prefetched into registers while the current one is multiplied.
-//              About 29 KiB of workgroup storage.
+//              About 43 KiB of workgroup storage.
 
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -73,14 +73,16 @@ struct Params {
 // gemm_coop: the exponents line_max wrote (its `c`).
 @group(0) @binding(4) var<storage, read> scales: array<f32>;
 
-// Leading dimensions (in f16s) of the staged tiles: A's 16 columns of 128 rows, B's 128 columns
-// of 16 rows, each padded by 8.
+// A K step of 32 is staged as two halves of 16, HALF f16s apart: A's 16 columns of 128 rows
+// (column-major), B's 16 rows of 128 columns (row-major, read by coopLoadT), each line padded
+// by 8 (leading dimensions LA, LB). B stored by columns (16 + 8 apart) would not fit twice.
 const LA: u32 = 136u;
-const LB: u32 = 24u;
-var<workgroup> a_hi: array<f16, 2176>; // 16 · LA
-var<workgroup> a_lo: array<f16, 2176>;
-var<workgroup> b_hi: array<f16, 3072>; // 128 · LB
-var<workgroup> b_lo: array<f16, 3072>;
+const LB: u32 = 136u;
+const HALF: u32 = 2176u; // 16 · LA = 16 · LB
+var<workgroup> a_hi: array<f16, 4352>; // 2 · HALF
+var<workgroup> a_lo: array<f16, 4352>;
+var<workgroup> b_hi: array<f16, 4352>;
+var<workgroup> b_lo: array<f16, 4352>;
 // Each subgroup's 16×16 block on its way out (epilogue).
 var<workgroup> out_tile: array<f32, 2048>;
 // The tile's scale exponents: σ of its 128 rows, then τ of its 128 columns.
@@ -161,7 +163,8 @@ fn load_b(b_base: u32, kk: u32, j: u32) -> f32 {
     return b[b_base + kk + j * p.ldb];
 }
 
-// Element e (0..2048) of a K step's A tile: (row, kk) along the operand's contiguous direction.
+// Element e (0..2048) of a half step's A tile (16 of K): (row, kk) along the operand's
+// contiguous direction.
 fn a_row(e: u32) -> u32 {
     return select(e % 128u, e / 16u, TRANS_A);
 }
@@ -178,7 +181,7 @@ fn b_col(e: u32) -> u32 {
     return select(e / 16u, e % 128u, TRANS_B);
 }
 
-// The eight elements an invocation stages per K step, for A or B.
+// The eight elements an invocation stages per half step, for A or B.
 struct Eight {
     x0: f32,
     x1: f32,
@@ -221,7 +224,7 @@ fn a_at(e: u32) -> u32 {
 }
 
 fn b_at(e: u32) -> u32 {
-    return b_col(e) * LB + b_kk(e);
+    return b_kk(e) * LB + b_col(e);
 }
 
 // Exponent of tile line l (rows 0..127, then columns) without the NONFINITE mark.
@@ -258,26 +261,26 @@ fn scales_b(t: u32) -> Eight {
     );
 }
 
-fn stage_a(v: Eight, s: Eight, t: u32) {
-    put_a(a_at(t), v.x0 * s.x0);
-    put_a(a_at(t + 256u), v.x1 * s.x1);
-    put_a(a_at(t + 512u), v.x2 * s.x2);
-    put_a(a_at(t + 768u), v.x3 * s.x3);
-    put_a(a_at(t + 1024u), v.x4 * s.x4);
-    put_a(a_at(t + 1280u), v.x5 * s.x5);
-    put_a(a_at(t + 1536u), v.x6 * s.x6);
-    put_a(a_at(t + 1792u), v.x7 * s.x7);
+fn stage_a(v: Eight, s: Eight, t: u32, o: u32) {
+    put_a(o + a_at(t), v.x0 * s.x0);
+    put_a(o + a_at(t + 256u), v.x1 * s.x1);
+    put_a(o + a_at(t + 512u), v.x2 * s.x2);
+    put_a(o + a_at(t + 768u), v.x3 * s.x3);
+    put_a(o + a_at(t + 1024u), v.x4 * s.x4);
+    put_a(o + a_at(t + 1280u), v.x5 * s.x5);
+    put_a(o + a_at(t + 1536u), v.x6 * s.x6);
+    put_a(o + a_at(t + 1792u), v.x7 * s.x7);
 }
 
-fn stage_b(v: Eight, s: Eight, t: u32) {
-    put_b(b_at(t), v.x0 * s.x0);
-    put_b(b_at(t + 256u), v.x1 * s.x1);
-    put_b(b_at(t + 512u), v.x2 * s.x2);
-    put_b(b_at(t + 768u), v.x3 * s.x3);
-    put_b(b_at(t + 1024u), v.x4 * s.x4);
-    put_b(b_at(t + 1280u), v.x5 * s.x5);
-    put_b(b_at(t + 1536u), v.x6 * s.x6);
-    put_b(b_at(t + 1792u), v.x7 * s.x7);
+fn stage_b(v: Eight, s: Eight, t: u32, o: u32) {
+    put_b(o + b_at(t), v.x0 * s.x0);
+    put_b(o + b_at(t + 256u), v.x1 * s.x1);
+    put_b(o + b_at(t + 512u), v.x2 * s.x2);
+    put_b(o + b_at(t + 768u), v.x3 * s.x3);
+    put_b(o + b_at(t + 1024u), v.x4 * s.x4);
+    put_b(o + b_at(t + 1280u), v.x5 * s.x5);
+    put_b(o + b_at(t + 1536u), v.x6 * s.x6);
+    put_b(o + b_at(t + 1792u), v.x7 * s.x7);
 }
 
 // acc + (lo·hi + hi·lo + hi·hi), the small terms first: the step's three products summed from
@@ -420,35 +423,68 @@ fn gemm_coop(
     var c11 = coop_mat16x16<f32, C>();
     var c21 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
-    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-        stage_a(va, sa, t);
-        stage_b(vb, sb, t);
+    // K steps of 32, two barriers each (steps of 16 were 2–18% slower), the halves written out
+    // (a loop over them made the QR 8192² 2% slower and Aᵀ·B products up to 4×: BENCHMARKS.md,
+    // v96). The second half's first elements are fetched here, the first's above.
+    var va1 = fetch_a(a_base, row0, 16u, t);
+    var vb1 = fetch_b(b_base, col0, 16u, t);
+    for (var k0 = 0u; k0 < p.k; k0 += 32u) {
+        stage_a(va, sa, t, 0u);
+        stage_b(vb, sb, t, 0u);
+        stage_a(va1, sa, t, HALF);
+        stage_b(vb1, sb, t, HALF);
         workgroupBarrier();
-        let k1 = k0 + 16u;
+        let k1 = k0 + 32u;
         if k1 < p.k {
             va = fetch_a(a_base, row0, k1, t);
             vb = fetch_b(b_base, col0, k1, t);
+            va1 = fetch_a(a_base, row0, k1 + 16u, t);
+            vb1 = fetch_b(b_base, col0, k1 + 16u, t);
         }
-        let b0h = coopLoad<coop_mat16x16<f16, B>>(&b_hi[wc * LB], LB);
-        let b0l = coopLoad<coop_mat16x16<f16, B>>(&b_lo[wc * LB], LB);
-        let b1h = coopLoad<coop_mat16x16<f16, B>>(&b_hi[(wc + 16u) * LB], LB);
-        let b1l = coopLoad<coop_mat16x16<f16, B>>(&b_lo[(wc + 16u) * LB], LB);
-        let a0h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr], LA);
-        let a0l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr], LA);
-        c00 = mma3(c00, a0h, a0l, b0h, b0l);
-        c01 = mma3(c01, a0h, a0l, b1h, b1l);
-        let a1h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 16u], LA);
-        let a1l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 16u], LA);
-        c10 = mma3(c10, a1h, a1l, b0h, b0l);
-        c11 = mma3(c11, a1h, a1l, b1h, b1l);
-        let a2h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 32u], LA);
-        let a2l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 32u], LA);
-        c20 = mma3(c20, a2h, a2l, b0h, b0l);
-        c21 = mma3(c21, a2h, a2l, b1h, b1l);
-        let a3h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 48u], LA);
-        let a3l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 48u], LA);
-        c30 = mma3(c30, a3h, a3l, b0h, b0l);
-        c31 = mma3(c31, a3h, a3l, b1h, b1l);
+        {
+            let b0h = coopLoadT<coop_mat16x16<f16, B>>(&b_hi[wc], LB);
+            let b0l = coopLoadT<coop_mat16x16<f16, B>>(&b_lo[wc], LB);
+            let b1h = coopLoadT<coop_mat16x16<f16, B>>(&b_hi[wc + 16u], LB);
+            let b1l = coopLoadT<coop_mat16x16<f16, B>>(&b_lo[wc + 16u], LB);
+            let a0h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr], LA);
+            let a0l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr], LA);
+            c00 = mma3(c00, a0h, a0l, b0h, b0l);
+            c01 = mma3(c01, a0h, a0l, b1h, b1l);
+            let a1h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 16u], LA);
+            let a1l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 16u], LA);
+            c10 = mma3(c10, a1h, a1l, b0h, b0l);
+            c11 = mma3(c11, a1h, a1l, b1h, b1l);
+            let a2h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 32u], LA);
+            let a2l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 32u], LA);
+            c20 = mma3(c20, a2h, a2l, b0h, b0l);
+            c21 = mma3(c21, a2h, a2l, b1h, b1l);
+            let a3h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[wr + 48u], LA);
+            let a3l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[wr + 48u], LA);
+            c30 = mma3(c30, a3h, a3l, b0h, b0l);
+            c31 = mma3(c31, a3h, a3l, b1h, b1l);
+        }
+        {
+            let b0h = coopLoadT<coop_mat16x16<f16, B>>(&b_hi[HALF + wc], LB);
+            let b0l = coopLoadT<coop_mat16x16<f16, B>>(&b_lo[HALF + wc], LB);
+            let b1h = coopLoadT<coop_mat16x16<f16, B>>(&b_hi[HALF + wc + 16u], LB);
+            let b1l = coopLoadT<coop_mat16x16<f16, B>>(&b_lo[HALF + wc + 16u], LB);
+            let a0h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[HALF + wr], LA);
+            let a0l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[HALF + wr], LA);
+            c00 = mma3(c00, a0h, a0l, b0h, b0l);
+            c01 = mma3(c01, a0h, a0l, b1h, b1l);
+            let a1h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[HALF + wr + 16u], LA);
+            let a1l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[HALF + wr + 16u], LA);
+            c10 = mma3(c10, a1h, a1l, b0h, b0l);
+            c11 = mma3(c11, a1h, a1l, b1h, b1l);
+            let a2h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[HALF + wr + 32u], LA);
+            let a2l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[HALF + wr + 32u], LA);
+            c20 = mma3(c20, a2h, a2l, b0h, b0l);
+            c21 = mma3(c21, a2h, a2l, b1h, b1l);
+            let a3h = coopLoad<coop_mat16x16<f16, A>>(&a_hi[HALF + wr + 48u], LA);
+            let a3l = coopLoad<coop_mat16x16<f16, A>>(&a_lo[HALF + wr + 48u], LA);
+            c30 = mma3(c30, a3h, a3l, b0h, b0l);
+            c31 = mma3(c31, a3h, a3l, b1h, b1l);
+        }
         workgroupBarrier();
     }
     let lane = t % 32u;

@@ -12,9 +12,9 @@ pub(crate) const SOURCE: KernelSource = KernelSource {
 
 /// Output tile (rows and columns) of `gemm_coop`.
 const TILE: u32 = 128;
-/// Workgroup storage `gemm_coop` declares (bytes): the hi and lo halves of A's 128×16 and B's
-/// 16×128 tiles (padded), a 16×16 f32 block per subgroup, the tile's 256 scale exponents.
-pub(crate) const STORAGE_BYTES: u32 = 2 * 2176 * 2 + 2 * 3072 * 2 + 2048 * 4 + 256 * 4;
+/// Workgroup storage `gemm_coop` declares (bytes): the hi and lo halves of A's 128×32 and B's
+/// 32×128 tiles (padded), a 16×16 f32 block per subgroup, the tile's 256 scale exponents.
+pub(crate) const STORAGE_BYTES: u32 = 4 * 4352 * 2 + 2048 * 4 + 256 * 4;
 
 /// `line_max`'s LONG_LINE: from this K on, a line stored contiguously takes a workgroup.
 const LONG_LINE: usize = 1024;
