@@ -71,6 +71,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> xbuf: array<f32>;
 @group(0) @binding(2) var<storage, read_write> sbuf: array<f32>;
+// The same scratch buffer as vec4s, for the partial Grams (which start at multiples of 4:
+// src/kernels/cholqr.rs aligns them and the per-matrix stride).
+@group(0) @binding(3) var<storage, read_write> sbuf4: array<vec4<f32>>;
 
 var<workgroup> xs: array<vec4<f32>, 544>;  // a tile, column c at c·LDX (32·LDX vec4s)
 var<workgroup> gs: array<f32, 1056>;       // a B×B matrix, column-major, leading dimension LDG
@@ -78,9 +81,10 @@ var<workgroup> rowk: array<f32, 64>;       // the Cholesky's pivot rows, two buf
 var<workgroup> sd: array<f32, 32>;         // the square roots of the pivots
 var<workgroup> bad: atomic<u32>;
 
-// Four consecutive floats of a partial Gram.
+// Four consecutive floats of a partial Gram, from `at` (a multiple of 4): one 16-byte load
+// instead of four (BENCHMARKS.md, v97).
 fn part(at: u32) -> vec4<f32> {
-    return vec4<f32>(sbuf[at], sbuf[at + 1u], sbuf[at + 2u], sbuf[at + 3u]);
+    return sbuf4[at / 4u];
 }
 
 fn finite(x: f32) -> bool {

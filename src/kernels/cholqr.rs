@@ -78,9 +78,10 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// The intermediates of a `rows` × `b` panel, placed from element `base`.
+    /// The intermediates of a `rows` × `b` panel, placed from element `base` (the partial Grams
+    /// from the next multiple of 4: `cq_solve` reads them as vec4s).
     pub fn new(b: usize, rows: usize, base: usize) -> Self {
-        let parts = base;
+        let parts = base.next_multiple_of(4);
         let ntiles = rows.div_ceil(TILE_ROWS);
         let parts2 = parts + (ntiles + 1) * PART;
         let r1 = parts2 + ntiles * PART;
@@ -123,6 +124,8 @@ pub(crate) fn record(
     grams: Option<usize>,
 ) {
     debug_assert!(b <= MAX_WIDTH && rows >= b);
+    // The partial Grams are read as vec4s: every matrix's must start at a multiple of 4.
+    debug_assert!(stride % 4 == 0 && layout.parts % 4 == 0);
     let ntiles = rows.div_ceil(TILE_ROWS);
     debug_assert!(grams.is_none_or(|g| g <= ntiles + 1));
     let base = Params {
@@ -150,7 +153,11 @@ pub(crate) fn record(
             "cq_solve",
             &constants,
             &params,
-            &[(xbuf, Access::ReadWrite), (scratch, Access::ReadWrite)],
+            &[
+                (xbuf, Access::ReadWrite),
+                (scratch, Access::ReadWrite),
+                (scratch, Access::ReadWrite),
+            ],
             [ntiles as u32, batch as u32, 1],
         );
     };

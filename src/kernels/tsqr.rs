@@ -331,7 +331,8 @@ pub(crate) struct PanelOut<'a> {
 }
 
 /// Records the TSQR factorization and reconstruction of a rows × v.b panel of each of `batch`
-/// matrices. `scratch` holds `stride` elements per batch member (at least the layout's total).
+/// matrices. `scratch` holds `stride` elements per batch member (at least the layout's total, a
+/// multiple of 4 where CholeskyQR2 runs).
 /// `grams`: how many partial Grams of the panel the GEMM that formed it left at
 /// [`Layout::grams`] (where CholeskyQR2 runs first).
 #[allow(clippy::too_many_arguments)]
