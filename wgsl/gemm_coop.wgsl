@@ -400,11 +400,11 @@ fn gemm_coop(
     let wr = (w % 2u) * 64u;
     let wc = (w / 2u) * 32u;
 
-    // Exponents of the tile's rows (invocations 0..127) and columns (128..255); lines past the
-    // matrix are never stored.
     // The first K step's elements, in flight while the exponents are read.
     var va = fetch_a(a_base, row0, 0u, t);
     var vb = fetch_b(b_base, col0, 0u, t);
+    // Exponents of the tile's rows (invocations 0..127) and columns (128..255); lines past the
+    // matrix are never stored.
     let sbase = wid.z * (p.m + p.n);
     if t < 128u {
         tile_exp[t] = i32(scales[sbase + min(row0 + t, p.m - 1u)]);
