@@ -125,7 +125,7 @@ pub(crate) fn record(
 ) {
     debug_assert!(b <= MAX_WIDTH && rows >= b);
     // The partial Grams are read as vec4s: every matrix's must start at a multiple of 4.
-    debug_assert!(stride % 4 == 0 && layout.parts % 4 == 0);
+    debug_assert!(stride.is_multiple_of(4) && layout.parts.is_multiple_of(4));
     let ntiles = rows.div_ceil(TILE_ROWS);
     debug_assert!(grams.is_none_or(|g| g <= ntiles + 1));
     let base = Params {
