@@ -104,12 +104,19 @@ fn every_kernel_translates_to_msl_hlsl_spirv_glsl_and_fits_default_limits() {
 fn check_file(name: &str, source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| format!("{name}: WGSL parse: {}", e.emit_to_string(source)))?;
-    // Subgroup kernels (marked `requires: subgroups`) are chosen only on adapters that have them,
-    // likewise cooperative-matrix kernels.
-    let coop = source.contains("cooperative matrices") && source.contains("// requires: subgroups");
+    // Subgroup kernels (a line of their header starting `// requires: subgroups`) are chosen
+    // only on adapters that have them, likewise cooperative-matrix kernels (`cooperative
+    // matrices` on that line). Only the marker line counts: a comment elsewhere that mentions
+    // either does not change how a file is checked.
+    let requires = source
+        .lines()
+        .find(|l| l.starts_with("// requires: "))
+        .unwrap_or("");
+    let subgroups = requires.starts_with("// requires: subgroups");
+    let coop = subgroups && requires.contains("cooperative matrices");
     let caps = if coop {
         Capabilities::SUBGROUP | Capabilities::COOPERATIVE_MATRIX | Capabilities::SHADER_FLOAT16
-    } else if source.contains("// requires: subgroups") {
+    } else if subgroups {
         Capabilities::SUBGROUP
     } else {
         Capabilities::default()
