@@ -253,7 +253,7 @@ pub(crate) struct Layout {
     uinv: usize,
     /// CholeskyQR2's intermediates, where it runs before the tree (trees of several levels).
     cq: Option<cholqr::Layout>,
-    /// Scratch elements one batch member needs.
+    /// Scratch elements one batch member needs (a multiple of 4: see `new`).
     pub total: usize,
 }
 
@@ -315,7 +315,9 @@ impl Layout {
             rtop,
             uinv,
             cq,
-            total: cursor + cq.map_or(0, |c| c.total),
+            // A multiple of 4, so that any stride of at least the largest total keeps every
+            // matrix's CholeskyQR2 partial Grams at multiples of 4 (read as vec4s).
+            total: (cursor + cq.map_or(0, |c| c.total)).next_multiple_of(4),
         }
     }
 }
@@ -331,8 +333,8 @@ pub(crate) struct PanelOut<'a> {
 }
 
 /// Records the TSQR factorization and reconstruction of a rows × v.b panel of each of `batch`
-/// matrices. `scratch` holds `stride` elements per batch member (at least the layout's total, a
-/// multiple of 4 where CholeskyQR2 runs).
+/// matrices. `scratch` holds `stride` elements per batch member (at least the layout's total, and
+/// like it a multiple of 4).
 /// `grams`: how many partial Grams of the panel the GEMM that formed it left at
 /// [`Layout::grams`] (where CholeskyQR2 runs first).
 #[allow(clippy::too_many_arguments)]

@@ -278,8 +278,7 @@ impl Workspace {
             ctx.check_elements(op, elements * batch, shape)?;
             Ok(ctx.scratch_buffer(role, elements * batch))
         };
-        // A multiple of 4: CholeskyQR2's partial Grams are read as vec4s in every matrix.
-        let tsqr_stride = plan.tsqr_scratch(ctx).next_multiple_of(4);
+        let tsqr_stride = plan.tsqr_scratch(ctx);
         let tsqr = if tsqr_stride > 0 {
             Some((make("metalcore qr tsqr", tsqr_stride as u64)?, tsqr_stride))
         } else {
